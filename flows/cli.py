@@ -1,0 +1,156 @@
+"""The `ldrt` command line. Settings are built here, once, and passed down.
+
+ldrt doctor            configuration and the state of every service
+ldrt db upgrade        migrate the lineage database to the newest schema
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ldrt_core import __version__
+from ldrt_core.config import Settings, load_settings
+from ldrt_core.errors import LdrtError
+
+app = typer.Typer(
+    help="ldrt: keep a vision-language model current with the LDRT literature.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,  # main() turns our errors into one readable line
+    rich_markup_mode="rich",
+)
+db_app = typer.Typer(help="The lineage database: schema migrations.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+console = Console()
+err_console = Console(stderr=True)
+
+_MARKS = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    root = ctx.find_root()
+    if root.obj is None:
+        root.obj = load_settings()
+    settings: Settings = root.obj
+    return settings
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"ldrt {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Configuration comes from LDRT_* environment variables; `ldrt doctor` shows it."""
+
+
+@app.command()
+def doctor(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Print the configuration (secrets masked) and whether each service is reachable.
+
+    Exits 1 when a configured service is unreachable.
+    """
+    from ldrt_core.doctor import run_checks
+
+    settings = _settings(ctx)
+    checks = run_checks(settings, _prefect_api_url())
+    failed = any(c.status == "fail" for c in checks)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "config": settings.redacted(),
+                    "checks": [
+                        {"name": c.name, "status": c.status, "detail": c.detail} for c in checks
+                    ],
+                    "ok": not failed,
+                },
+                indent=2,
+            )
+        )
+    else:
+        config = Table(title="Configuration", title_justify="left", show_header=False, box=None)
+        for name, value in settings.redacted().items():
+            config.add_row(f"[bold]{name}[/]", value)
+        services = Table(title="Services", title_justify="left", show_header=False, box=None)
+        for check in checks:
+            services.add_row(_MARKS[check.status], f"[bold]{check.name}[/]", check.detail)
+        console.print(config, "", services)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _prefect_api_url() -> str | None:
+    """Prefect's own view of its API URL (env var, profile or default)."""
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().api.url
+    return str(url) if url else None
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    ctx: typer.Context,
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Migrate the lineage database up to REVISION (default: the newest)."""
+    from ldrt_core import db
+
+    engine = db.connect(_settings(ctx))
+    before = db.current_revision(engine)
+    db.upgrade(engine, revision)
+    after = db.current_revision(engine)
+    console.print(f"database schema: {before or 'empty'} -> {after}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    ctx: typer.Context,
+    revision: Annotated[str, typer.Argument(help="Target revision; 'base' drops every table.")],
+) -> None:
+    """Migrate the lineage database down to REVISION."""
+    from ldrt_core import db
+
+    engine = db.connect(_settings(ctx))
+    before = db.current_revision(engine)
+    db.downgrade(engine, revision)
+    console.print(
+        f"database schema: {before or 'empty'} -> {db.current_revision(engine) or 'empty'}"
+    )
+
+
+@db_app.command("current")
+def db_current(ctx: typer.Context) -> None:
+    """Print the schema revision of the database and the newest one ldrt knows."""
+    from ldrt_core import db
+
+    engine = db.connect(_settings(ctx))
+    console.print(f"current: {db.current_revision(engine) or 'empty'}  head: {db.head_revision()}")
+
+
+def main() -> None:
+    """Console-script entry point: ldrt's own errors become one line and exit status 2."""
+    try:
+        app()
+    except LdrtError as exc:
+        err_console.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,218 @@
+"""Configuration: one settings object, read from `LDRT_*` environment variables.
+
+Build it once at the entry point with `load_settings()` and pass it down; nothing in ldrt reads
+the environment anywhere else. Embedded defaults need no services: everything lives under
+`LDRT_HOME` (a SQLite database and a local folder store).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from ldrt_core.errors import ConfigError
+
+ENV_PREFIX = "LDRT_"
+
+# S3 bucket naming rules (AWS, also enforced by MinIO): 3-63 chars, lowercase, digits, dot, hyphen.
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+class Settings(BaseSettings):
+    """Every knob of ldrt. Each field maps to `LDRT_<FIELD>`; secrets are `SecretStr`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", validate_default=True, frozen=True
+    )
+
+    home: Path = Field(
+        default=Path(".ldrt"),
+        description="Folder for embedded data: the SQLite database and the local store.",
+    )
+    db_url: str = Field(
+        default="",
+        description="SQLAlchemy URL of the lineage database; default SQLite at $LDRT_HOME/ldrt.db.",
+    )
+    store_url: str = Field(
+        default="",
+        description="file:///path or s3://bucket[/prefix]; default file://$LDRT_HOME/store.",
+    )
+    s3_endpoint: str = Field(
+        default="s3.amazonaws.com",
+        description="S3 endpoint as host[:port] or http(s)://host[:port] (MinIO: minio:9000).",
+    )
+    s3_access_key: SecretStr | None = Field(default=None, description="S3 access key.")
+    s3_secret_key: SecretStr | None = Field(default=None, description="S3 secret key.")
+    s3_secure: bool | None = Field(
+        default=None,
+        description="Use TLS for S3; default from the endpoint's scheme, else true.",
+    )
+    s3_region: str | None = Field(default=None, description="S3 region, if the server needs one.")
+
+    @field_validator("db_url")
+    @classmethod
+    def _check_db_url(cls, value: str) -> str:
+        if not value:
+            return value
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError(
+                "expected an SQLAlchemy database URL such as "
+                "postgresql://user:password@host:5432/ldrt or sqlite:///path/ldrt.db"
+            ) from None
+        # psycopg 3 is the driver we install; a bare postgresql:// would ask for psycopg2.
+        if url.drivername in ("postgresql", "postgres"):
+            url = url.set(drivername="postgresql+psycopg")
+        elif url.get_backend_name() not in ("postgresql", "sqlite"):
+            raise ValueError(f"expected a postgresql:// or sqlite:// URL, got {url.drivername}://")
+        return url.render_as_string(hide_password=False)
+
+    @field_validator("store_url")
+    @classmethod
+    def _check_store_url(cls, value: str) -> str:
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme == "file":
+            if not parts.path:
+                raise ValueError("expected file:///absolute/path or file://relative/path")
+        elif parts.scheme == "s3":
+            if not _BUCKET_RE.match(parts.netloc):
+                raise ValueError(
+                    f"expected s3://bucket[/prefix] with a valid bucket name (3-63 characters: "
+                    f"lowercase letters, digits, '.', '-'), "
+                    f"got bucket {_without_userinfo(parts.netloc)!r}"
+                )
+        else:
+            raise ValueError(f"expected a file:// or s3:// URL, got {parts.scheme or 'no'} scheme")
+        return value
+
+    @field_validator("s3_endpoint")
+    @classmethod
+    def _check_endpoint(cls, value: str) -> str:
+        parts = urlsplit(value if "://" in value else f"//{value}")
+        shown = _without_userinfo(parts.netloc) or value.split("@")[-1]
+        if parts.scheme not in ("", "http", "https") or not parts.hostname:
+            raise ValueError(f"expected host[:port] or http(s)://host[:port], got {shown!r}")
+        if parts.username or parts.password:
+            raise ValueError(
+                "expected no credentials in the endpoint: use LDRT_S3_ACCESS_KEY/SECRET_KEY"
+            )
+        if parts.path not in ("", "/"):
+            raise ValueError(f"expected no path in the endpoint, got {shown!r} with a path")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            raise ValueError(f"expected a numeric port, got {shown!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _derive_defaults(self) -> Settings:
+        # Derived defaults, set on the frozen model the one time it is built.
+        if not self.db_url:
+            object.__setattr__(self, "db_url", f"sqlite:///{self.home / 'ldrt.db'}")
+        if not self.store_url:
+            object.__setattr__(self, "store_url", (self.home / "store").absolute().as_uri())
+        if self.s3_secure is None:
+            object.__setattr__(self, "s3_secure", not self.s3_endpoint.startswith("http://"))
+        return self
+
+    def __repr_args__(self) -> Any:
+        # repr() ends up in logs and tracebacks: never with the database password.
+        for name, value in super().__repr_args__():
+            yield name, mask_url(value) if name == "db_url" else value
+
+    # ------------------------------------------------------------------ derived views
+
+    @property
+    def store_is_s3(self) -> bool:
+        return self.store_url.startswith("s3://")
+
+    @property
+    def s3_host(self) -> str:
+        """The endpoint as host[:port], the form the minio SDK takes."""
+        return urlsplit(
+            self.s3_endpoint if "://" in self.s3_endpoint else f"//{self.s3_endpoint}"
+        ).netloc
+
+    def redacted(self) -> dict[str, str]:
+        """The effective configuration as `LDRT_*` names and printable values, secrets masked."""
+        out: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value: Any = getattr(self, name)
+            if isinstance(value, SecretStr):
+                shown = "********"
+            elif value is None:
+                shown = "(unset)"
+            elif name == "db_url":
+                shown = mask_url(str(value))
+            else:
+                shown = str(value)
+            out[f"{ENV_PREFIX}{name.upper()}"] = shown
+        return out
+
+    def secrets(self) -> list[str]:
+        """Every secret value in this configuration, for scrubbing text before it is shown."""
+        found = [s.get_secret_value() for s in (self.s3_access_key, self.s3_secret_key) if s]
+        password = make_url(self.db_url).password
+        if password:
+            found.append(str(password))
+        return [s for s in found if s]
+
+    def scrub(self, text: str) -> str:
+        """`text` with every secret of this configuration replaced by ********."""
+        for secret in self.secrets():
+            text = text.replace(secret, "********")
+        return text
+
+
+def _without_userinfo(netloc: str) -> str:
+    return netloc.rpartition("@")[2]
+
+
+def mask_url(url: str) -> str:
+    """A database URL with its password replaced by ***."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unparsable URL)"
+
+
+def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build the settings from the process environment (or `env`), with explicit overrides.
+
+    Raises ConfigError naming each bad variable and what it expects.
+    """
+    try:
+        if env is None:
+            return Settings(**overrides)
+        values: dict[str, Any] = {
+            name[len(ENV_PREFIX) :].lower(): value
+            for name, value in env.items()
+            if name.startswith(ENV_PREFIX)
+            and name[len(ENV_PREFIX) :].lower() in Settings.model_fields
+        }
+        values.update(overrides)
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = ["invalid configuration:"]
+    for err in exc.errors(include_input=False, include_url=False):
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "bool_parsing":
+            message = "expected true or false (also 1/0, yes/no, on/off)"
+        lines.append(f"  {ENV_PREFIX}{field.upper()}: {message}")
+    return "\n".join(lines)

@@ -1,0 +1,114 @@
+"""Lineage database access: engines, sessions and schema migrations (Alembic).
+
+`connect(settings)` gives an engine; `upgrade(engine)` migrates it to the newest schema.
+SQLite (the embedded default) and PostgreSQL run the same migrations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ldrt_core.config import Settings, mask_url
+from ldrt_core.db import models
+from ldrt_core.errors import DatabaseError
+
+__all__ = [
+    "connect",
+    "current_revision",
+    "downgrade",
+    "head_revision",
+    "models",
+    "session_scope",
+    "upgrade",
+]
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def connect(settings: Settings | str, *, connect_timeout: int = 10) -> Engine:
+    """An engine for the lineage database; SQLite files get their folder and foreign keys."""
+    url = make_url(settings.db_url if isinstance(settings, Settings) else settings)
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": 30}
+    elif url.get_backend_name() == "postgresql":
+        kwargs["connect_args"] = {"connect_timeout": connect_timeout}
+    engine = create_engine(url, **kwargs)
+    if url.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
+    cursor.close()
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """A session that commits on success and rolls back on error."""
+    factory = sessionmaker(engine, expire_on_commit=False)
+    with factory.begin() as session:
+        yield session
+
+
+def _alembic_config(engine: Engine) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    with _db_errors(engine, "migrate"):
+        command.upgrade(_alembic_config(engine), revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    with _db_errors(engine, "downgrade"):
+        command.downgrade(_alembic_config(engine), revision)
+
+
+def current_revision(engine: Engine) -> str | None:
+    with _db_errors(engine, "read the schema revision of"), engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str:
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    assert head is not None
+    return head
+
+
+def server_version(engine: Engine) -> str:
+    with _db_errors(engine, "reach"), engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            return str(conn.execute(text("SHOW server_version")).scalar()).split(" ")[0]
+        return str(conn.execute(text("SELECT sqlite_version()")).scalar())
+
+
+@contextmanager
+def _db_errors(engine: Engine, action: str) -> Iterator[None]:
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise DatabaseError(
+            f"cannot {action} the database {mask_url(str(engine.url))}: {reason}"
+        ) from None

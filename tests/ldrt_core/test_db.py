@@ -1,0 +1,130 @@
+"""Migrations up and down on SQLite and PostgreSQL, and the schema they build matches the models."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, inspect, select
+from sqlalchemy.exc import IntegrityError
+
+from ldrt_core import db
+from ldrt_core.db.models import Base, Document, Figure, Paper, RefreshCursor
+from ldrt_core.errors import DatabaseError
+
+TABLES = {
+    "papers",
+    "documents",
+    "figures",
+    "pairs",
+    "dataset_versions",
+    "dataset_members",
+    "training_runs",
+    "evaluation_runs",
+    "evaluation_scores",
+    "refresh_cursors",
+}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Engine:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'sub' / 'ldrt.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    return db.connect(url)
+
+
+def test_upgrade_builds_every_table_and_downgrade_removes_them(engine: Engine) -> None:
+    assert db.current_revision(engine) is None
+    db.upgrade(engine)
+    assert db.current_revision(engine) == db.head_revision()
+    assert set(inspect(engine).get_table_names()) >= TABLES
+    db.downgrade(engine, "base")
+    assert db.current_revision(engine) is None
+    assert not TABLES & set(inspect(engine).get_table_names())
+    db.upgrade(engine)  # and up again, from nothing
+    assert db.current_revision(engine) == db.head_revision()
+
+
+def test_migrations_match_the_models(engine: Engine) -> None:
+    db.upgrade(engine)
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        diff = compare_metadata(context, Base.metadata)
+    assert diff == []
+
+
+def test_lineage_rows_round_trip_with_constraints(engine: Engine) -> None:
+    db.upgrade(engine)
+    sha = "ab" * 32
+    run_id = "0b3e7f7c-6d1a-4d59-9a43-1f2f8d0f9a10"
+    with db.session_scope(engine) as session:
+        session.add(Document(sha256=sha, store_key=f"sha256/ab/{sha}", size=10, flow_run_id=run_id))
+        session.add(
+            Paper(
+                source="s2",
+                external_id="p1",
+                doi="10.1/x",
+                title="LDRT for knee osteoarthritis",
+                publication_date=dt.date(2025, 1, 2),
+                authors=[{"name": "A. Author"}],
+                download_status="ok",
+                document_sha256=sha,
+                flow_run_id=run_id,
+            )
+        )
+        session.add(
+            Figure(
+                document_sha256=sha,
+                extractor_version="1",
+                ordinal=0,
+                label="Figure 1",
+                page=1,
+                bbox=[10.0, 20.0, 300.0, 200.0],
+                caption="Figure 1. Dose response.",
+                mentions=["as shown in Fig. 1"],
+            )
+        )
+        session.add(
+            RefreshCursor(
+                source="s2:abc", query="low dose", last_publication_date=dt.date(2025, 1, 2)
+            )
+        )
+    with db.session_scope(engine) as session:
+        paper = session.scalars(select(Paper)).one()
+        figure = session.scalars(select(Figure)).one()
+        assert paper.authors == [{"name": "A. Author"}]
+        assert paper.flow_run_id == run_id
+        assert paper.created_at is not None
+        assert figure.bbox == [10.0, 20.0, 300.0, 200.0]
+    # one paper per DOI
+    with pytest.raises(IntegrityError), db.session_scope(engine) as session:
+        session.add(Paper(source="s2", external_id="p2", doi="10.1/x", title="dup"))
+    # a figure must belong to a known document
+    with pytest.raises(IntegrityError), db.session_scope(engine) as session:
+        session.add(
+            Figure(
+                document_sha256="cd" * 32,
+                extractor_version="1",
+                ordinal=0,
+                label="Figure 1",
+                page=1,
+                bbox=[],
+                caption="",
+            )
+        )
+    # a status outside the known set is refused by the database itself
+    with pytest.raises(IntegrityError), db.session_scope(engine) as session:
+        session.add(Paper(source="s2", external_id="p3", title="t", download_status="weird"))
+
+
+def test_unreachable_database_is_a_typed_error_without_the_password() -> None:
+    engine = db.connect("postgresql://ldrt:sup3r-secret@127.0.0.1:9/ldrt", connect_timeout=2)
+    with pytest.raises(DatabaseError) as info:
+        db.current_revision(engine)
+    assert "sup3r-secret" not in str(info.value)
+    assert "127.0.0.1:9" in str(info.value)

@@ -1,0 +1,310 @@
+"""The ArtifactStore contract, run against every backend: a local folder and a real S3 server."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+import urllib.request
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from ldrt_core.config import load_settings
+from ldrt_core.errors import (
+    InvalidKeyError,
+    ObjectConflictError,
+    ObjectNotFoundError,
+    StoreUnavailableError,
+)
+from ldrt_core.store import ArtifactStore, LocalStore, open_store
+from ldrt_core.store import base as store_base
+
+
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.integration)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> ArtifactStore:
+    if request.param == "local":
+        return open_store(load_settings({"LDRT_HOME": str(tmp_path)}))
+    env = request.getfixturevalue("s3_env")
+    return open_store(load_settings(env))
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class FailingStream(io.RawIOBase):
+    """A stream that breaks after `after` bytes, like a dropped download."""
+
+    def __init__(self, after: int) -> None:
+        self.left = after
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self.left <= 0:
+            raise ConnectionResetError("peer went away")
+        n = min(len(buffer), self.left, 64 * 1024)
+        buffer[:n] = b"x" * n
+        self.left -= n
+        return n
+
+
+# ---------------------------------------------------------------------------- round trips
+
+
+def test_put_bytes_then_get_stat_exists(store: ArtifactStore) -> None:
+    data = b"%PDF-1.7 hello"
+    info = store.put("papers/a.pdf", data, content_type="application/pdf")
+    assert (info.size, info.sha256) == (len(data), sha(data))
+    assert store.get("papers/a.pdf") == data
+    assert store.stat("papers/a.pdf") == info
+    assert store.exists("papers/a.pdf")
+    assert not store.exists("papers/b.pdf")
+
+
+def test_put_file_and_get_file(store: ArtifactStore, tmp_path: Path) -> None:
+    src = tmp_path / "in.bin"
+    src.write_bytes(bytes(range(256)) * 1000)
+    store.put("f/in.bin", src)
+    out = store.get_file("f/in.bin", tmp_path / "out" / "copy.bin")
+    assert out.read_bytes() == src.read_bytes()
+
+
+@pytest.mark.parametrize("spool_limit", [store_base.SPOOL_IN_MEMORY, 1024])
+def test_put_stream_in_memory_and_spooled_to_disk(
+    store: ArtifactStore, monkeypatch: pytest.MonkeyPatch, spool_limit: int
+) -> None:
+    monkeypatch.setattr(store_base, "SPOOL_IN_MEMORY", spool_limit)
+    data = b"0123456789abcdef" * 200_000  # 3.2 MB, several chunks
+    info = store.put("s/stream.bin", io.BytesIO(data))
+    assert info.sha256 == sha(data)
+    assert store.get("s/stream.bin") == data
+
+
+def test_open_streams_in_pieces(store: ArtifactStore) -> None:
+    data = bytes(range(256)) * 20_000
+    store.put("big.bin", data)
+    pieces = []
+    with store.open("big.bin") as stream:
+        while piece := stream.read(100_000):
+            pieces.append(piece)
+    assert len(pieces) > 1
+    assert b"".join(pieces) == data
+
+
+def test_empty_object(store: ArtifactStore) -> None:
+    store.put("empty", b"")
+    assert store.get("empty") == b""
+    assert store.stat("empty").size == 0
+
+
+def test_missing_object_is_a_typed_error(store: ArtifactStore) -> None:
+    with pytest.raises(ObjectNotFoundError, match="nope"):
+        store.get("nope")
+    with pytest.raises(ObjectNotFoundError):
+        store.stat("nope")
+    with pytest.raises(ObjectNotFoundError), store.open("dir/nope"):
+        pass
+
+
+def test_delete(store: ArtifactStore) -> None:
+    store.put("d/x", b"1")
+    store.delete("d/x")
+    assert not store.exists("d/x")
+    store.delete("d/x")  # deleting twice is fine
+
+
+# ---------------------------------------------------------------------------- no silent overwrite
+
+
+def test_same_bytes_twice_is_a_no_op_and_different_bytes_conflict(store: ArtifactStore) -> None:
+    store.put("k", b"one")
+    store.put("k", b"one")
+    with pytest.raises(ObjectConflictError, match="overwrite=True"):
+        store.put("k", b"two")
+    assert store.get("k") == b"one"
+    store.put("k", b"two", overwrite=True)
+    assert store.get("k") == b"two"
+
+
+def test_content_addressed_put_writes_once(
+    store: ArtifactStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes: list[str] = []
+    real_write = store._write
+
+    def counting_write(key, staged, content_type):  # type: ignore[no-untyped-def]
+        writes.append(key)
+        real_write(key, staged, content_type)
+
+    monkeypatch.setattr(store, "_write", counting_write)
+    data = b"same pdf bytes"
+    key = store.put_content(data)
+    again = store.put_content(io.BytesIO(data))
+    assert key == again == f"sha256/{sha(data)[:2]}/{sha(data)}"
+    assert writes == [key]
+    assert list(store.list("sha256/")) == [key]
+    assert store.stat(key).sha256 == sha(data)
+
+
+def test_content_addressed_namespace(store: ArtifactStore) -> None:
+    key = store.put_content(b"png", namespace="figures")
+    assert key.startswith("figures/")
+    with pytest.raises(InvalidKeyError):
+        store.put_content(b"png", namespace="../up")
+
+
+# ---------------------------------------------------------------------------- atomicity
+
+
+def test_a_write_that_fails_midway_leaves_nothing_behind(store: ArtifactStore) -> None:
+    with pytest.raises(ConnectionResetError):
+        store.put("partial", io.BufferedReader(FailingStream(after=3 * 1024 * 1024)))
+    assert not store.exists("partial")
+    store.put("kept", b"old")
+    with pytest.raises(ConnectionResetError):
+        store.put("kept", io.BufferedReader(FailingStream(after=100_000)), overwrite=True)
+    assert store.get("kept") == b"old"
+    assert list(store.list()) == ["kept"]
+    if isinstance(store, LocalStore):  # and no temp file is left in the folder
+        leftovers = [p for p in store.root.rglob("*") if p.is_file() and p.name != "kept"]
+        assert leftovers == []
+
+
+def test_readers_never_see_a_partial_object(store: ArtifactStore) -> None:
+    versions = [bytes([b]) * (2 * 1024 * 1024) for b in b"ab"]
+    store.put("hot", versions[0])
+    seen: set[bytes] = set()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                data = store.get("hot")
+                seen.add(hashlib.sha256(data).digest())
+                assert data in versions, f"torn read: {len(data)} bytes"
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    for i in range(12):
+        store.put("hot", versions[i % 2], overwrite=True)
+    stop.set()
+    thread.join(30)
+    assert not errors, errors[0]
+    assert seen  # the reader did read
+
+
+# ---------------------------------------------------------------------------- listing and keys
+
+
+def test_list_by_prefix_in_lexical_order(store: ArtifactStore) -> None:
+    for key in ["runs/b/1", "runs/a/2", "runs/a/1", "runs-old/x", "other/y", "runs/ab"]:
+        store.put(key, key.encode())
+    assert list(store.list("runs/")) == ["runs/a/1", "runs/a/2", "runs/ab", "runs/b/1"]
+    assert list(store.list("runs/a")) == ["runs/a/1", "runs/a/2", "runs/ab"]
+    assert list(store.list("runs")) == [
+        "runs-old/x",
+        "runs/a/1",
+        "runs/a/2",
+        "runs/ab",
+        "runs/b/1",
+    ]
+    assert len(list(store.list())) == 6
+    assert list(store.list("absent/")) == []
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "",
+        "/etc/passwd",
+        "../escape",
+        "a/../../b",
+        "a/./b",
+        "a//b",
+        "a/",
+        "a\\b",
+        "nul\x00byte",
+        "new\nline",
+        "del\x7f",
+        ".ldrt-tmp/x",
+        "k" * 1100,
+    ],
+)
+def test_bad_keys_are_refused_everywhere(store: ArtifactStore, key: str) -> None:
+    for call in (
+        lambda: store.put(key, b"x"),
+        lambda: store.get(key),
+        lambda: store.stat(key),
+        lambda: store.exists(key),
+        lambda: store.delete(key),
+        lambda: store.url_for(key),
+    ):
+        with pytest.raises(InvalidKeyError):
+            call()
+    assert list(store.list()) == []
+
+
+def test_url_for_reads_back(store: ArtifactStore) -> None:
+    store.put("reports/r.md", b"# report")
+    url = store.url_for("reports/r.md", expires=timedelta(minutes=5))
+    if url.startswith("file://"):
+        assert Path(url.removeprefix("file://")).read_bytes() == b"# report"
+    else:
+        assert "X-Amz-Expires=300" in url
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert response.read() == b"# report"
+
+
+def test_check_describes_the_backend(store: ArtifactStore) -> None:
+    assert store.check()
+
+
+# ---------------------------------------------------------------------------- S3 specifics
+
+
+@pytest.mark.integration
+def test_s3_prefix_scopes_every_key(s3_env: dict[str, str]) -> None:
+    outer = open_store(load_settings(s3_env))
+    inner = open_store(
+        load_settings({**s3_env, "LDRT_STORE_URL": s3_env["LDRT_STORE_URL"] + "/team/a"})
+    )
+    inner.put("x.json", b"{}")
+    outer.put("y.json", b"[]")
+    assert list(inner.list()) == ["x.json"]
+    assert list(outer.list()) == ["team/a/x.json", "y.json"]
+    assert outer.get("team/a/x.json") == b"{}"
+
+
+@pytest.mark.integration
+def test_s3_bucket_that_exists_is_fine(s3_env: dict[str, str]) -> None:
+    settings = load_settings(s3_env)
+    open_store(settings).put("a", b"1")
+    again = open_store(settings)  # creates the bucket again: no error, nothing lost
+    assert again.get("a") == b"1"
+
+
+@pytest.mark.integration
+def test_s3_stat_hashes_objects_written_without_ldrt_metadata(s3_env: dict[str, str]) -> None:
+    store = open_store(load_settings(s3_env))
+    client = store._client  # type: ignore[attr-defined]
+    client.put_object(store.bucket, "foreign.bin", io.BytesIO(b"abc"), 3)  # type: ignore[attr-defined]
+    assert store.stat("foreign.bin").sha256 == sha(b"abc")
+
+
+@pytest.mark.unit
+def test_dead_s3_endpoint_is_unavailable_fast() -> None:
+    settings = load_settings(
+        {"LDRT_STORE_URL": "s3://some-bucket", "LDRT_S3_ENDPOINT": "http://127.0.0.1:9"}
+    )
+    store = open_store(settings, create=False, connect_timeout=2, retries=0)
+    with pytest.raises(StoreUnavailableError, match="unreachable"):
+        store.check()
+    with pytest.raises(StoreUnavailableError):
+        open_store(settings, connect_timeout=2, retries=0)  # creating the bucket fails the same way
