@@ -6,9 +6,10 @@ ldrt db upgrade        migrate the lineage database to the newest schema
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -17,6 +18,9 @@ from rich.table import Table
 from ldrt_core import __version__
 from ldrt_core.config import Settings, load_settings
 from ldrt_core.errors import LdrtError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 app = typer.Typer(
     help="ldrt: keep a vision-language model current with the LDRT literature.",
@@ -39,6 +43,15 @@ def _settings(ctx: typer.Context) -> Settings:
         root.obj = load_settings()
     settings: Settings = root.obj
     return settings
+
+
+def _engine(settings: Settings) -> Engine:
+    """The lineage database, migrated to the newest schema (a no-op when it already is)."""
+    from ldrt_core import db
+
+    engine = db.connect(settings)
+    db.upgrade(engine)
+    return engine
 
 
 def _version(value: bool) -> None:
@@ -93,6 +106,83 @@ def doctor(
         console.print(config, "", services)
     if failed:
         raise typer.Exit(1)
+
+
+@app.command()
+def refresh(
+    ctx: typer.Context,
+    query: Annotated[
+        str | None, typer.Option(help="Bulk-search query (default: LDRT_REFRESH_QUERY).")
+    ] = None,
+    since: Annotated[
+        dt.datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="Search from this date instead of the cursor."),
+    ] = None,
+    max_papers: Annotated[
+        int | None, typer.Option(min=1, help="Stop after this many papers.")
+    ] = None,
+    source: Annotated[
+        str, typer.Option(help="'s2' (Semantic Scholar) or 'folder:PATH' (a folder of PDFs).")
+    ] = "s2",
+    retry_failed: Annotated[
+        bool, typer.Option(help="Try again the papers whose download failed before.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Find papers new since the last refresh and store their PDFs once each."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from ldrt_core.refresh import refresh as run_refresh
+    from ldrt_core.sources import open_source
+    from ldrt_core.store import open_store
+
+    settings = _settings(ctx)
+    engine = _engine(settings)
+    store = open_store(settings)
+    paper_source = open_source(settings, source)
+    bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=as_json,
+    )
+    task = bar.add_task("downloading PDFs", total=None)
+    try:
+        with bar:
+            summary = run_refresh(
+                engine,
+                store,
+                paper_source,
+                query or settings.refresh_query,
+                since=since.date() if since else None,
+                max_papers=max_papers,
+                overlap_days=settings.refresh_overlap_days,
+                retry_failed=retry_failed,
+                workers=settings.download_workers,
+                retries=settings.download_retries,
+                backoff_s=settings.download_backoff_s,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+    finally:
+        paper_source.close()
+    if as_json:
+        print(json.dumps(summary.as_dict(), indent=2))
+        return
+    console.print(
+        f"[bold]{summary.found}[/] papers found from {summary.source} "
+        f"(since {summary.since or 'the beginning'}): [bold]{summary.new}[/] new, "
+        f"[green]{summary.downloaded}[/] PDFs downloaded "
+        f"({summary.already_stored} already stored), "
+        f"{summary.no_pdf} without an open PDF, [red]{summary.failed}[/] failed "
+        f"in {summary.seconds:.1f} s"
+    )
+    if summary.failures:
+        failures = Table("paper", "why it failed", title="Failed downloads", title_justify="left")
+        for failure in summary.failures:
+            failures.add_row(str(failure["paper"]), str(failure["error"]))
+        console.print(failures)
 
 
 def _prefect_api_url() -> str | None:

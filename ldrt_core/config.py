@@ -22,6 +22,12 @@ from ldrt_core.errors import ConfigError
 
 ENV_PREFIX = "LDRT_"
 
+# Open-access papers on LDRT. Bulk-search syntax: | is OR, quotes make phrases.
+DEFAULT_QUERY = (
+    '"low-dose radiation therapy" | "low dose radiation therapy" | "low-dose radiotherapy" | '
+    '"low dose radiotherapy" | "low-dose irradiation" | "low dose irradiation" | LDRT'
+)
+
 # S3 bucket naming rules (AWS, also enforced by MinIO): 3-63 chars, lowercase, digits, dot, hyphen.
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
@@ -57,6 +63,51 @@ class Settings(BaseSettings):
     )
     s3_region: str | None = Field(default=None, description="S3 region, if the server needs one.")
 
+    # ---- corpus refresh
+    s2_api_url: str = Field(
+        default="https://api.semanticscholar.org",
+        description="Semantic Scholar API root (the Graph API lives under /graph/v1).",
+    )
+    s2_api_key: SecretStr | None = Field(
+        default=None, description="Semantic Scholar API key (x-api-key); optional but rate-limited."
+    )
+    s2_requests_per_second: float = Field(
+        default=1.0, gt=0, description="Most Semantic Scholar requests per second (keyed limit: 1)."
+    )
+    s2_max_wait_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="Most seconds of backoff on 429/5xx/bad responses before a refresh gives up.",
+    )
+    s2_backoff_s: float = Field(
+        default=2.0, gt=0, description="First backoff after a failed API call; doubles each time."
+    )
+    s2_timeout_s: float = Field(default=60.0, gt=0, description="Timeout of one API request.")
+    refresh_query: str = Field(
+        default=DEFAULT_QUERY, description="Semantic Scholar bulk-search query for the corpus."
+    )
+    refresh_overlap_days: int = Field(
+        default=90,
+        ge=0,
+        description="Each refresh searches from the cursor minus this many days (indexing lag).",
+    )
+    download_allow_hosts: str = Field(
+        default="",
+        description="Comma-separated hosts that may resolve to private or loopback addresses.",
+    )
+    download_max_bytes: int = Field(
+        default=50_000_000, gt=0, description="Largest PDF to download, in bytes."
+    )
+    download_connect_timeout_s: float = Field(default=10.0, gt=0, description="Connect timeout.")
+    download_read_timeout_s: float = Field(default=60.0, gt=0, description="Read timeout.")
+    download_retries: int = Field(
+        default=3, ge=0, description="Retries of a download after a transient failure."
+    )
+    download_backoff_s: float = Field(
+        default=1.0, ge=0, description="First wait before retrying a download; doubles each time."
+    )
+    download_workers: int = Field(default=4, ge=1, description="Parallel PDF downloads.")
+
     @field_validator("db_url")
     @classmethod
     def _check_db_url(cls, value: str) -> str:
@@ -75,6 +126,23 @@ class Settings(BaseSettings):
         elif url.get_backend_name() not in ("postgresql", "sqlite"):
             raise ValueError(f"expected a postgresql:// or sqlite:// URL, got {url.drivername}://")
         return url.render_as_string(hide_password=False)
+
+    @field_validator("s2_api_url")
+    @classmethod
+    def _check_api_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("expected an http(s):// URL such as https://api.semanticscholar.org")
+        return value.rstrip("/")
+
+    @field_validator("download_allow_hosts")
+    @classmethod
+    def _check_hosts(cls, value: str) -> str:
+        hosts = [h.strip().lower() for h in value.split(",") if h.strip()]
+        bad = [h for h in hosts if "/" in h or " " in h]
+        if bad:
+            raise ValueError(f"expected comma-separated host names, got {bad[0]!r}")
+        return ",".join(hosts)
 
     @field_validator("store_url")
     @classmethod
@@ -138,6 +206,10 @@ class Settings(BaseSettings):
         return self.store_url.startswith("s3://")
 
     @property
+    def allowed_hosts(self) -> frozenset[str]:
+        return frozenset(h for h in self.download_allow_hosts.split(",") if h)
+
+    @property
     def s3_host(self) -> str:
         """The endpoint as host[:port], the form the minio SDK takes."""
         return urlsplit(
@@ -162,7 +234,8 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every secret value in this configuration, for scrubbing text before it is shown."""
-        found = [s.get_secret_value() for s in (self.s3_access_key, self.s3_secret_key) if s]
+        keys = (self.s3_access_key, self.s3_secret_key, self.s2_api_key)
+        found = [s.get_secret_value() for s in keys if s]
         password = make_url(self.db_url).password
         if password:
             found.append(str(password))

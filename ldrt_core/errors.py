@@ -37,3 +37,43 @@ class StoreUnavailableError(StoreError):
 
 class DatabaseError(LdrtError):
     """The lineage database cannot be reached or is not at the expected schema."""
+
+
+class SourceError(LdrtError):
+    """A paper source (Semantic Scholar, a folder) failed in a way retrying now will not fix."""
+
+
+class SourceAuthError(SourceError):
+    """The API refused our credentials."""
+
+
+class SourceUnavailableError(SourceError):
+    """The API kept failing (429, 5xx, bad JSON, network) until the retry budget ran out."""
+
+
+class DownloadError(LdrtError):
+    """A PDF could not be fetched. `transient` says whether trying again later may work."""
+
+    transient = False
+
+
+class RefusedURLError(DownloadError):
+    """The URL's scheme or address is not allowed (non-http(s), private or loopback)."""
+
+
+class NotAPDFError(DownloadError):
+    """The bytes are not a PDF (an HTML landing page, say) or the PDF is cut short."""
+
+
+class TooLargeError(DownloadError):
+    """The file is over the size cap (LDRT_DOWNLOAD_MAX_BYTES)."""
+
+
+class TransientDownloadError(DownloadError):
+    """Network error, timeout, 429 or 5xx: worth retrying."""
+
+    transient = True
+
+
+class TruncatedPDFError(TransientDownloadError):
+    """The PDF ends without %%EOF: the transfer was cut short."""

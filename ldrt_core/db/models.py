@@ -73,6 +73,7 @@ class Paper(Timestamped, Base):
     pdf_url: Mapped[str | None] = mapped_column(Text)
     download_status: Mapped[str] = mapped_column(String(16), default="pending")
     download_error: Mapped[str | None] = mapped_column(Text)
+    download_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     document_sha256: Mapped[str | None] = mapped_column(ForeignKey("documents.sha256"))
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()

@@ -165,11 +165,20 @@ class ArtifactStore(ABC):
         content_type: str = "application/octet-stream",
     ) -> str:
         """Store bytes under their own hash and return the key; the same bytes are written once."""
+        return self.put_content_info(data, namespace=namespace, content_type=content_type).key
+
+    def put_content_info(
+        self,
+        data: Source,
+        *,
+        namespace: str = "sha256",
+        content_type: str = "application/octet-stream",
+    ) -> ObjectInfo:
+        """`put_content`, returning the key with the size and hash."""
         staged = self._stage(data)
         try:
             key = content_key(staged.sha256, namespace)
-            self._put_staged(key, staged, content_type, overwrite=False)
-            return key
+            return self._put_staged(key, staged, content_type, overwrite=False)
         finally:
             staged.discard()
 
