@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -183,6 +184,32 @@ def refresh(
         for failure in summary.failures:
             failures.add_row(str(failure["paper"]), str(failure["error"]))
         console.print(failures)
+
+
+@app.command("sample-corpus")
+def sample_corpus(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write the papers into.")],
+    papers: Annotated[int, typer.Option(min=1, help="How many papers.")] = 8,
+    seed: Annotated[int, typer.Option(min=0, help="Same seed, same bytes.")] = 0,
+) -> None:
+    """Write synthetic LDRT-style papers: PDFs, ground-truth JSON and metadata.jsonl.
+
+    Refresh from them with `ldrt refresh --source folder:OUT_DIR`.
+    """
+    from rich.progress import Progress
+
+    from ldrt_core.samples import write_sample_corpus
+
+    with Progress(console=err_console) as bar:
+        task = bar.add_task("writing papers", total=papers)
+        written = write_sample_corpus(
+            out_dir,
+            papers=papers,
+            seed=seed,
+            progress=lambda done, _total: bar.update(task, completed=done),
+        )
+    figures = sum(len(json.loads(p.truth_path.read_text())["figures"]) for p in written)
+    console.print(f"{len(written)} papers with {figures} figures in {out_dir}")
 
 
 def _prefect_api_url() -> str | None:

@@ -88,3 +88,22 @@ def test_refresh_reports_a_dead_api_in_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "Semantic Scholar kept failing" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.unit
+def test_sample_corpus_feeds_a_folder_refresh(tmp_path: Path) -> None:
+    made = run_ldrt(["sample-corpus", "papers", "--papers", "3", "--seed", "7"], tmp_path)
+    assert made.returncode == 0, made.stderr
+    folder = tmp_path / "papers"
+    assert len(list(folder.glob("*.pdf"))) == 3 and len(list(folder.glob("*.json"))) == 3
+    metadata = [json.loads(line) for line in (folder / "metadata.jsonl").read_text().splitlines()]
+    result = run_ldrt(["refresh", "--source", f"folder:{folder}", "--json"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["found"], summary["downloaded"], summary["failed"]) == (3, 3, 0)
+    engine = create_engine(f"sqlite:///{tmp_path / '.ldrt' / 'ldrt.db'}")
+    with engine.connect() as conn:
+        titles = set(conn.execute(text("SELECT title FROM papers")).scalars())
+        dois = set(conn.execute(text("SELECT doi FROM papers")).scalars())
+    assert titles == {m["title"] for m in metadata}
+    assert dois == {m["doi"].lower() for m in metadata}
