@@ -186,6 +186,105 @@ def refresh(
         console.print(failures)
 
 
+@app.command()
+def extract(
+    ctx: typer.Context,
+    pdfs: Annotated[
+        list[Path] | None, typer.Argument(help="PDF files to extract (nothing stored).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for the figure PNGs (default: <pdf>-figures).")
+    ] = None,
+    pending: Annotated[
+        bool, typer.Option(help="Extract every stored document not yet extracted.")
+    ] = False,
+    retry_failed: Annotated[bool, typer.Option(help="With --pending: retry failed ones.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Figures with captions and mentions, tables and markdown from PDFs.
+
+    `ldrt extract paper.pdf --json` works on a file; `ldrt extract --pending` works through the
+    documents a refresh stored, in worker processes with time and memory limits.
+    """
+    from ldrt_core.extract.stage import options_from_settings
+
+    settings = _settings(ctx)
+    options = options_from_settings(settings)
+    if pending:
+        _extract_pending(settings, options, retry_failed, as_json)
+        return
+    if not pdfs:
+        raise typer.BadParameter("give PDF files, or --pending for the stored documents")
+    from ldrt_core.extract import extract_pdf
+    from ldrt_core.extract.stage import summary_json
+
+    results = []
+    for pdf in pdfs:
+        if not pdf.is_file():
+            raise typer.BadParameter(f"{pdf} is not a file")
+        document = extract_pdf(pdf.read_bytes(), options)
+        folder = out or pdf.with_name(f"{pdf.stem}-figures")
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for figure in document.figures:
+            path = folder / f"{pdf.stem}-p{figure.page}-{figure.label.replace(' ', '-').lower()}.png"
+            path.write_bytes(figure.image_png or b"")
+            paths.append(str(path))
+        (folder / f"{pdf.stem}.md").write_text(document.markdown, encoding="utf-8")
+        results.append(summary_json(document, paths))
+        if not as_json:
+            console.print(
+                f"{pdf}: {document.pages} pages, {len(document.figures)} figures, "
+                f"{len(document.tables)} tables -> {folder}"
+            )
+    if as_json:
+        print(json.dumps(results[0] if len(results) == 1 else results, indent=2, ensure_ascii=False))
+
+
+def _extract_pending(settings: Settings, options: object, retry_failed: bool, as_json: bool) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rich.progress import Progress
+
+    from ldrt_core.extract import ExtractOptions
+    from ldrt_core.extract.isolation import IsolatedPool
+    from ldrt_core.extract.stage import extract_document, pending_documents
+    from ldrt_core.store import open_store
+
+    assert isinstance(options, ExtractOptions)
+    engine = _engine(settings)
+    store = open_store(settings)
+    todo = pending_documents(engine, retry_failed=retry_failed)
+    outcomes = []
+    with (
+        IsolatedPool(settings.extract_workers, options) as pool,
+        ThreadPoolExecutor(settings.extract_workers) as threads,
+        Progress(console=err_console, transient=as_json) as bar,
+    ):
+        task = bar.add_task("extracting PDFs", total=len(todo))
+        futures = [threads.submit(extract_document, engine, store, sha, pool=pool) for sha in todo]
+        for future in futures:
+            outcomes.append(future.result())
+            bar.advance(task)
+    summary = {
+        "documents": len(outcomes),
+        "ok": sum(o.status == "ok" for o in outcomes),
+        "failed": sum(o.status == "failed" for o in outcomes),
+        "pages": sum(o.pages for o in outcomes),
+        "figures": sum(o.figures for o in outcomes),
+        "failures": [{"sha256": o.sha256, "error": o.error} for o in outcomes if o.error],
+    }
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    console.print(
+        f"{summary['documents']} documents: {summary['ok']} extracted "
+        f"({summary['pages']} pages, {summary['figures']} figures), [red]{summary['failed']}[/] failed"
+    )
+    for failure in summary["failures"]:
+        console.print(f"  [red]{failure['sha256'][:12]}[/] {failure['error']}")
+
+
 @app.command("sample-corpus")
 def sample_corpus(
     out_dir: Annotated[Path, typer.Argument(help="Folder to write the papers into.")],

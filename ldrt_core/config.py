@@ -108,6 +108,28 @@ class Settings(BaseSettings):
     )
     download_workers: int = Field(default=4, ge=1, description="Parallel PDF downloads.")
 
+    # ---- extraction
+    extract_dpi: int = Field(default=150, ge=36, le=600, description="Figure rendering DPI.")
+    extract_workers: int = Field(
+        default=2, ge=1, description="Worker processes extracting PDFs in parallel."
+    )
+    extract_timeout_s: float = Field(
+        default=120.0, gt=0, description="Most seconds one PDF may take; then it is stopped."
+    )
+    extract_memory_mb: int = Field(
+        default=1024, ge=128, description="Most memory (MB) one extraction worker may use."
+    )
+    extract_max_pages: int = Field(default=300, ge=1, description="Longer PDFs are refused.")
+    extract_max_page_points: float = Field(
+        default=14_400.0, gt=0, description="Larger pages (in points) are refused."
+    )
+    extract_max_image_pixels: int = Field(
+        default=150_000_000, ge=1, description="Larger embedded images are refused (bombs)."
+    )
+    marker_models: str | None = Field(
+        default=None, description="Local folder of Marker weights; enables the Marker backend."
+    )
+
     @field_validator("db_url")
     @classmethod
     def _check_db_url(cls, value: str) -> str:

@@ -77,3 +77,47 @@ class TransientDownloadError(DownloadError):
 
 class TruncatedPDFError(TransientDownloadError):
     """The PDF ends without %%EOF: the transfer was cut short."""
+
+
+class ExtractionError(LdrtError):
+    """A PDF could not be turned into figures and text; the message says why."""
+
+
+class EncryptedPDFError(ExtractionError):
+    """The PDF needs a password."""
+
+
+class CorruptPDFError(ExtractionError):
+    """The PDF cannot be parsed (damaged, truncated, not a PDF at all)."""
+
+
+class EmptyPDFError(ExtractionError):
+    """The PDF has no pages."""
+
+
+class TooManyPagesError(ExtractionError):
+    """More pages than LDRT_EXTRACT_MAX_PAGES."""
+
+
+class PageSizeError(ExtractionError):
+    """A page is absurdly large or has no area."""
+
+
+class ImageOnlyPDFError(ExtractionError):
+    """No text layer (a scan): captions cannot be read without OCR."""
+
+
+class ImageBombError(ExtractionError):
+    """An embedded image declares more pixels than LDRT_EXTRACT_MAX_IMAGE_PIXELS."""
+
+
+class ExtractionTimeoutError(ExtractionError):
+    """The document took longer than the per-document time limit."""
+
+
+class ExtractionMemoryError(ExtractionError):
+    """The document needed more memory than the per-document limit."""
+
+
+class ExtractionCrashedError(ExtractionError):
+    """The worker process died while extracting (a parser crash)."""
