@@ -227,7 +227,9 @@ def extract(
         folder.mkdir(parents=True, exist_ok=True)
         paths = []
         for figure in document.figures:
-            path = folder / f"{pdf.stem}-p{figure.page}-{figure.label.replace(' ', '-').lower()}.png"
+            path = (
+                folder / f"{pdf.stem}-p{figure.page}-{figure.label.replace(' ', '-').lower()}.png"
+            )
             path.write_bytes(figure.image_png or b"")
             paths.append(str(path))
         (folder / f"{pdf.stem}.md").write_text(document.markdown, encoding="utf-8")
@@ -238,10 +240,14 @@ def extract(
                 f"{len(document.tables)} tables -> {folder}"
             )
     if as_json:
-        print(json.dumps(results[0] if len(results) == 1 else results, indent=2, ensure_ascii=False))
+        print(
+            json.dumps(results[0] if len(results) == 1 else results, indent=2, ensure_ascii=False)
+        )
 
 
-def _extract_pending(settings: Settings, options: object, retry_failed: bool, as_json: bool) -> None:
+def _extract_pending(
+    settings: Settings, options: object, retry_failed: bool, as_json: bool
+) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     from rich.progress import Progress
@@ -279,7 +285,8 @@ def _extract_pending(settings: Settings, options: object, retry_failed: bool, as
         return
     console.print(
         f"{summary['documents']} documents: {summary['ok']} extracted "
-        f"({summary['pages']} pages, {summary['figures']} figures), [red]{summary['failed']}[/] failed"
+        f"({summary['pages']} pages, {summary['figures']} figures), "
+        f"[red]{summary['failed']}[/] failed"
     )
     for failure in summary["failures"]:
         console.print(f"  [red]{failure['sha256'][:12]}[/] {failure['error']}")

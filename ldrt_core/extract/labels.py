@@ -36,7 +36,12 @@ _ABBREVIATIONS: Final = frozenset((
 # fmt: on
 _INITIAL: Final = re.compile(r"[A-Z]\.")
 
-_ITEM = r"S?\d+(?:[A-Za-z](?![A-Za-z])|\([A-Za-z](?:[,\s–-]+[A-Za-z])*\))?"
+# A decimal ("Fig. 3C, 1.0 Gy") or a quantity ("Fig. 2, 5 Gy") ends a list of figure numbers.
+_UNIT = (
+    r"(?:(?:[mcµμ]?Gy|m?Sv|h|hr|min|s|ms|[mcµμn]m|kg|mg|g|m[lL]|days?|weeks?|months?|years?)\b"
+    r"|%|°)"
+)
+_ITEM = rf"S?\d+(?![.,]\d|\d|\s*{_UNIT})(?:[A-Za-z](?![A-Za-z])|\([A-Za-z](?:[,\s–-]+[A-Za-z])*\))?"
 _MENTION: Final = re.compile(
     r"(?:(?P<supp>Supplementary|SUPPLEMENTARY|Supplemental|Suppl\.)\s*"
     r"|(?P<extended>Extended\s+Data|EXTENDED\s+DATA)\s+)?"

@@ -150,7 +150,9 @@ def _clean(text: str) -> str:
     alphanumerics and ligatures to plain letters, and restore spaces lost between sentences."""
     text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
     text = "".join(
-        unicodedata.normalize("NFKC", c) if "\U0001d400" <= c <= "\U0001d7ff" or "\ufb00" <= c <= "\ufb06" else c
+        unicodedata.normalize("NFKC", c)
+        if "\U0001d400" <= c <= "\U0001d7ff" or "\ufb00" <= c <= "\ufb06"
+        else c
         for c in text
     )
     return _MISSING_SPACE.sub(" ", text).strip()
@@ -240,7 +242,9 @@ def _walk(
             yield ("image" if obj.type == pdfium_c.FPDF_PAGEOBJ_IMAGE else "path"), bounds
         elif obj.type == pdfium_c.FPDF_PAGEOBJ_FORM and depth < MAX_OBJECT_DEPTH:
             inner = obj.get_matrix()
-            yield from _walk(page, obj, inner if matrix is None else inner.multiply(matrix), depth + 1)
+            yield from _walk(
+                page, obj, inner if matrix is None else inner.multiply(matrix), depth + 1
+            )
 
 
 def body_font_size(pages: list[PageLayout]) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ctypes
 
-import pypdfium2.raw as pdfium_c  # type: ignore[import-untyped]
+import pypdfium2.raw as pdfium_c
 
 from ldrt_core.errors import (
     CorruptPDFError,

@@ -273,7 +273,7 @@ def _search(
         and line not in caption.lines
         and _overlaps_x(line.bbox, x0, x1)
     ] + [box for box in taken if _overlaps_x(box, x0, x1)]
-    for bx0, btop, bx1, bbottom in blockers:
+    for _bx0, btop, _bx1, bbottom in blockers:
         if below and btop >= cbottom - 1:
             limit = min(limit, btop)
         elif not below and bbottom <= ctop + 1:
@@ -298,9 +298,14 @@ def _search(
         if analysis.role(line) in (Role.OTHER, Role.FIGURE)
         and top - 1 <= line.top
         and line.bottom <= bottom + 1
-        and _near(line.bbox, box, 12)
     ]
-    return _union([box, *texts])
+    for _ in range(4):  # labels attach to the plot, then axis titles to the labels
+        near = [t for t in texts if _near(t, box, 12)]
+        grown = _union([box, *near])
+        if grown == box:
+            break
+        box = grown
+    return box
 
 
 def _table_below(analysis: PageAnalysis, caption: Caption) -> BBox | None:
@@ -314,7 +319,10 @@ def _table_below(analysis: PageAnalysis, caption: Caption) -> BBox | None:
         if line not in caption.lines
     ]
     items += [
-        ((g.x0, g.top, g.x1, g.bottom), g.kind == "image" or min(g.x1 - g.x0, g.bottom - g.top) > 2.5)
+        (
+            (g.x0, g.top, g.x1, g.bottom),
+            g.kind == "image" or min(g.x1 - g.x0, g.bottom - g.top) > 2.5,
+        )
         for g in analysis.layout.graphics
     ]
     below = sorted(

@@ -75,7 +75,11 @@ def extract_document(
         document = session.get(Document, sha256)
         if document is None:
             raise LdrtError(f"no document {sha256[:12]}... in the database")
-        if not force and document.extractor_version == EXTRACTOR_VERSION and document.extract_status != "pending":
+        if (
+            not force
+            and document.extractor_version == EXTRACTOR_VERSION
+            and document.extract_status != "pending"
+        ):
             return ExtractionOutcome(sha256, "skipped", document.pages or 0)
         store_key = document.store_key
     pdf = store.get(store_key)
@@ -86,13 +90,21 @@ def extract_document(
         else:
             result = extract_pdf(pdf, options)
     except ExtractionError as exc:
-        _record(engine, sha256, status="failed", error=f"{type(exc).__name__}: {exc}", flow_run_id=flow_run_id)
+        _record(
+            engine,
+            sha256,
+            status="failed",
+            error=f"{type(exc).__name__}: {exc}",
+            flow_run_id=flow_run_id,
+        )
         return ExtractionOutcome(sha256, "failed", error=f"{type(exc).__name__}: {exc}")
     figure_rows = []
     for ordinal, figure in enumerate(result.figures):
         image_key = image_sha = None
         if figure.image_png is not None:
-            info = store.put_content_info(figure.image_png, namespace="figures", content_type="image/png")
+            info = store.put_content_info(
+                figure.image_png, namespace="figures", content_type="image/png"
+            )
             image_key, image_sha = info.key, info.sha256
         figure_rows.append(
             Figure(
@@ -109,18 +121,35 @@ def extract_document(
                 flow_run_id=flow_run_id,
             )
         )
-    markdown_key = store.put_content(result.markdown.encode(), namespace="markdown", content_type="text/markdown")
-    store.put_content(json.dumps(summary_json(result), indent=1).encode(), namespace="extractions", content_type="application/json")
+    markdown_key = store.put_content(
+        result.markdown.encode(), namespace="markdown", content_type="text/markdown"
+    )
+    store.put_content(
+        json.dumps(summary_json(result), indent=1).encode(),
+        namespace="extractions",
+        content_type="application/json",
+    )
     with session_scope(engine) as session:
         session.execute(
-            delete(Figure).where(Figure.document_sha256 == sha256, Figure.extractor_version == EXTRACTOR_VERSION)
+            delete(Figure).where(
+                Figure.document_sha256 == sha256, Figure.extractor_version == EXTRACTOR_VERSION
+            )
         )
         session.add_all(figure_rows)
-    _record(engine, sha256, status="ok", pages=result.pages, markdown_key=markdown_key, flow_run_id=flow_run_id)
+    _record(
+        engine,
+        sha256,
+        status="ok",
+        pages=result.pages,
+        markdown_key=markdown_key,
+        flow_run_id=flow_run_id,
+    )
     return ExtractionOutcome(sha256, "ok", result.pages, len(figure_rows))
 
 
-def _record(engine: Engine, sha256: str, *, status: str, flow_run_id: str | None, **values: Any) -> None:
+def _record(
+    engine: Engine, sha256: str, *, status: str, flow_run_id: str | None, **values: Any
+) -> None:
     with session_scope(engine) as session:
         document = session.get(Document, sha256)
         assert document is not None
@@ -132,7 +161,9 @@ def _record(engine: Engine, sha256: str, *, status: str, flow_run_id: str | None
         document.flow_run_id = flow_run_id or document.flow_run_id
 
 
-def summary_json(document: ExtractedDocument, image_paths: list[str] | None = None) -> dict[str, Any]:
+def summary_json(
+    document: ExtractedDocument, image_paths: list[str] | None = None
+) -> dict[str, Any]:
     """The JSON `ldrt extract --json` prints: pages and figures (images by path when given)."""
     figures = []
     for index, figure in enumerate(document.figures):
@@ -143,5 +174,17 @@ def summary_json(document: ExtractedDocument, image_paths: list[str] | None = No
         if image_paths is not None:
             entry["image"] = image_paths[index]
         figures.append(entry)
-    tables = [{**asdict(t), "bbox": list(t.bbox) if t.bbox else None, "caption_bbox": list(t.caption_bbox)} for t in document.tables]
-    return {"pages": document.pages, "engine": document.engine, "figures": figures, "tables": tables}
+    tables = [
+        {
+            **asdict(t),
+            "bbox": list(t.bbox) if t.bbox else None,
+            "caption_bbox": list(t.caption_bbox),
+        }
+        for t in document.tables
+    ]
+    return {
+        "pages": document.pages,
+        "engine": document.engine,
+        "figures": figures,
+        "tables": tables,
+    }

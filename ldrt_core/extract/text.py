@@ -48,7 +48,7 @@ def paragraphs(analysis: PageAnalysis) -> list[tuple[Role, list[Line]]]:
         new_block = (
             previous is None
             or role != blocks[-1][0]
-            or role == Role.HEADING
+            or (role == Role.HEADING and abs(line.size - previous.size) > 0.5)
             or line.top - previous.bottom > 0.9 * line.size
             or line.top < previous.top - 1  # jumped to a new column
             or (role == Role.BODY and line.x0 - previous.x0 > 0.8 * line.size)  # indent

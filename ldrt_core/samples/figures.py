@@ -20,7 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.image import imsave
 from PIL.PngImagePlugin import PngInfo
-from reportlab.lib.utils import ImageReader  # type: ignore[import-untyped]
+from reportlab.lib.utils import ImageReader
 
 from ldrt_core.samples.content import (
     HEATMAP_CYTOKINES,

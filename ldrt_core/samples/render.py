@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
-from reportlab.pdfbase import pdfmetrics  # type: ignore[import-untyped]
-from reportlab.pdfbase.ttfonts import TTFont  # type: ignore[import-untyped]
-from reportlab.pdfgen.canvas import Canvas  # type: ignore[import-untyped]
+from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase.ttfonts import TTFont
+from reportlab.pdfgen.canvas import Canvas
 
 from ldrt_core.samples.content import PaperContent
 from ldrt_core.samples.figures import Area, draw_figure

@@ -275,3 +275,19 @@ def test_sample_corpus_captions_and_mentions(tmp_path: Path) -> None:
             assert start is not None, table["caption"]
             assert (start.kind, start.label, start.delimited) == ("table", table["label"], True)
     assert figures > 0
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("sentence", "labels"),
+    [
+        ("As shown in Figure 3C, 1.0 Gy shifted macrophages.", ["Figure 3"]),
+        ("See Fig. 2, 5 Gy gave the largest effect.", ["Figure 2"]),
+        ("Fig. 4, 20% of cells responded.", ["Figure 4"]),
+        ("Figs. 2, 3 and 4 show it.", ["Figure 2", "Figure 3", "Figure 4"]),
+    ],
+)
+def test_numbers_after_a_mention_that_are_quantities_are_not_figures(
+    sentence: str, labels: list[str]
+) -> None:
+    assert list(find_mentions([sentence])) == labels

@@ -1,0 +1,172 @@
+"""Figure extraction against ground truth: the generated corpus (boxes known) and real papers."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from ldrt_core.extract import ExtractedDocument, ExtractOptions, extract_pdf
+from ldrt_core.extract.engine import RENDER_PADDING
+from ldrt_core.extract.labels import caption_body, normalize_caption
+from ldrt_core.samples import write_sample_corpus
+from tests.support.extract_truth import load_real_truth
+
+pytestmark = pytest.mark.unit
+
+
+def iou(a: list[float] | tuple[float, ...], b: list[float] | tuple[float, ...]) -> float:
+    x0, y0, x1, y1 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / area if area else 0.0
+
+
+@pytest.fixture(scope="module")
+def generated(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> list[tuple[dict[str, Any], ExtractedDocument]]:
+    folder = tmp_path_factory.mktemp("samples")
+    papers = write_sample_corpus(folder, papers=8, seed=0)
+    return [
+        (json.loads(p.truth_path.read_text()), extract_pdf(p.pdf_path.read_bytes())) for p in papers
+    ]
+
+
+def test_every_generated_figure_is_found_with_its_box_caption_and_mentions(
+    generated: list[tuple[dict[str, Any], ExtractedDocument]],
+) -> None:
+    for truth, document in generated:
+        assert document.pages == truth["pages"]
+        found = {f.label: f for f in document.figures}
+        assert set(found) == {f["label"] for f in truth["figures"]}, truth["paper_id"]
+        for want in truth["figures"]:
+            got = found[want["label"]]
+            where = f"{truth['paper_id']} {want['label']}"
+            assert got.page == want["page"], where
+            assert iou(got.bbox, want["bbox"]) >= 0.9, (where, got.bbox, want["bbox"])
+            assert normalize_caption(got.caption) == normalize_caption(want["caption"]), where
+            assert iou(got.caption_bbox, want["caption_bbox"]) >= 0.7, where
+            assert set(want["mentions"]) <= set(got.mentions), where
+
+
+def test_tables_are_recognised_and_kept_apart(
+    generated: list[tuple[dict[str, Any], ExtractedDocument]],
+) -> None:
+    tables = 0
+    for truth, document in generated:
+        assert {t.label for t in document.tables} == {t["label"] for t in truth["tables"]}
+        assert not any(f.label.startswith("Table") for f in document.figures)
+        for table in document.tables:
+            for figure in document.figures:
+                if table.bbox and figure.page == table.page:
+                    assert iou(table.bbox, figure.bbox) == 0.0
+        tables += len(truth["tables"])
+    assert tables > 0
+
+
+def test_figures_are_rendered_at_the_requested_resolution(
+    generated: list[tuple[dict[str, Any], ExtractedDocument]],
+) -> None:
+    _, document = generated[0]
+    for figure in document.figures:
+        assert figure.image_png is not None
+        image = Image.open(io.BytesIO(figure.image_png))
+        width_pt = figure.bbox[2] - figure.bbox[0] + 2 * RENDER_PADDING
+        assert abs(image.width - width_pt * 150 / 72) <= 2
+        assert image.getextrema() != ((255, 255), (255, 255), (255, 255))  # not blank
+
+
+def test_render_off_and_dpi(tmp_path: Path) -> None:
+    paper = write_sample_corpus(tmp_path, papers=1, seed=3)[0]
+    bare = extract_pdf(paper.pdf_path.read_bytes(), ExtractOptions(render=False))
+    assert all(f.image_png is None for f in bare.figures)
+    sharp = extract_pdf(paper.pdf_path.read_bytes(), ExtractOptions(dpi=300))
+    figure = sharp.figures[0]
+    width = Image.open(io.BytesIO(figure.image_png or b"")).width
+    assert abs(width - (figure.bbox[2] - figure.bbox[0] + 2 * RENDER_PADDING) * 300 / 72) <= 2
+
+
+def test_markdown_reads_in_order_with_headings(
+    generated: list[tuple[dict[str, Any], ExtractedDocument]],
+) -> None:
+    for truth, document in generated:
+        markdown = document.markdown
+        assert markdown.startswith("# ")
+        headings = [line for line in markdown.splitlines() if line.startswith("## ")]
+        names = [h.split(" ", 1)[1].lstrip("0123456789. ") for h in headings]
+        assert [n for n in names if n in ("Introduction", "Methods", "Results", "Discussion")] == [
+            "Introduction",
+            "Methods",
+            "Results",
+            "Discussion",
+        ], truth["paper_id"]
+        assert markdown.count("\n# ") == 0, "the title is one heading"
+        # Captions sit where their figures interrupt the text; without them the text runs on.
+        running = " ".join(
+            " ".join(block.split()) for block in markdown.split("\n\n") if not block.startswith("*")
+        )
+        for figure in truth["figures"]:
+            assert " ".join(markdown.split()).count(caption_body(figure["caption"])[:50]) == 1
+            for mention in figure["mentions"]:
+                assert mention in running, (truth["paper_id"], mention)
+
+
+# ---------------------------------------------------------------------------- real papers
+
+
+@pytest.fixture(scope="module")
+def real() -> list[tuple[Any, ExtractedDocument]]:
+    truths = load_real_truth()
+    if not truths:
+        pytest.skip("../shared/corpus is absent: no real papers to test against")
+    return [
+        (t, extract_pdf(Path(t.pdf_path).read_bytes(), ExtractOptions(render=False)))
+        for t in truths
+    ]
+
+
+def test_real_papers_figures_by_label(real: list[tuple[Any, ExtractedDocument]]) -> None:
+    true_positives = false_positives = false_negatives = 0
+    for truth, document in real:
+        want = {f.label for f in truth.figures}
+        got = {f.label for f in document.figures}
+        true_positives += len(want & got)
+        false_positives += len(got - want)
+        false_negatives += len(want - got)
+        if not want:
+            assert not got, f"{truth.name} has no figures, found {sorted(got)}"
+    assert true_positives / (true_positives + false_positives) >= 0.95
+    assert true_positives / (true_positives + false_negatives) >= 0.95
+
+
+def test_real_papers_captions(real: list[tuple[Any, ExtractedDocument]]) -> None:
+    import difflib
+
+    scores = []
+    for truth, document in real:
+        found = {f.label: f for f in document.figures}
+        for figure in truth.figures:
+            if figure.label in found and figure.caption:
+                ours = caption_body(found[figure.label].caption)
+                theirs = normalize_caption(figure.caption)
+                scores.append(difflib.SequenceMatcher(None, ours, theirs).ratio())
+    assert len(scores) > 50
+    assert sum(scores) / len(scores) >= 0.95
+
+
+def test_real_paper_boxes_where_known(real: list[tuple[Any, ExtractedDocument]]) -> None:
+    boxed = [(t, d) for t, d in real if t.has_boxes]
+    assert boxed, "the deepfigures truth gives boxes for one paper"
+    for truth, document in boxed:
+        found = {f.label: f for f in document.figures}
+        matched = [
+            iou(found[f.label].bbox, f.bbox) >= 0.5
+            for f in truth.figures
+            if f.label in found and f.bbox and found[f.label].page == f.page
+        ]
+        assert sum(matched) >= len(truth.figures) - 1
