@@ -1,4 +1,4 @@
-"""The extraction stage over stored documents: results recorded, bad PDFs recorded, nothing redone."""
+"""The extraction stage over stored documents: results and bad PDFs recorded, nothing redone."""
 
 from __future__ import annotations
 

@@ -32,7 +32,6 @@ from ldrt_core.errors import (
 )
 from ldrt_core.extract.preflight import preflight
 from ldrt_core.extract.records import ExtractOptions
-from tests.support.s2_replay import minimal_pdf
 
 TEXT = b"BT /F1 12 Tf 72 720 Td (Figure 1. Dose response of macrophages.) Tj ET"
 FONT = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"
@@ -53,6 +52,21 @@ def assemble(objects: list[bytes]) -> bytes:
         xref,
     )
     return bytes(out)
+
+
+def minimal_pdf(text: str) -> bytes:
+    """A small, valid one-page PDF showing `text` (unique text gives unique bytes)."""
+    safe = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+    stream = zlib.compress(f"BT /F1 12 Tf 72 720 Td ({safe}) Tj ET".encode("latin-1", "replace"))
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    return assemble(objects)
 
 
 def assemble_compact(objects: list[bytes]) -> bytes:
