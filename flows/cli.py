@@ -31,6 +31,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="The lineage database: schema migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+dataset_app = typer.Typer(help="Curated, versioned datasets.", no_args_is_help=True)
+app.add_typer(dataset_app, name="dataset")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -316,6 +318,112 @@ def sample_corpus(
         )
     figures = sum(len(json.loads(p.truth_path.read_text())["figures"]) for p in written)
     console.print(f"{len(written)} papers with {figures} figures in {out_dir}")
+
+
+@dataset_app.command("build")
+def dataset_build(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="YAML or JSON: filters (name + parameters), eval_share, ..."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Filter the extracted figure-caption pairs, split them by paper, and store a version."""
+    from ldrt_core.curate.dataset import CurationConfig, build_dataset
+    from ldrt_core.store import open_store
+
+    settings = _settings(ctx)
+    curation = CurationConfig.from_mapping(_read_config(config)) if config else CurationConfig()
+    built = build_dataset(_engine(settings), open_store(settings), curation)
+    if as_json:
+        print(json.dumps({"id": built.id, "created": built.created, **built.stats}, indent=2))
+        return
+    _print_dataset(built.id, built.stats)
+    console.print("(this version existed already)" if not built.created else "")
+
+
+@dataset_app.command("show")
+def dataset_show(
+    ctx: typer.Context,
+    version: Annotated[str, typer.Argument(help="A dataset version id, or its first characters.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Counts per filter and per split of a dataset version."""
+    from ldrt_core.curate.dataset import find_version
+
+    row = find_version(_engine(_settings(ctx)), version)
+    if as_json:
+        print(
+            json.dumps(
+                {"id": row.id, "kind": row.kind, "manifest": row.manifest_key, **row.stats},
+                indent=2,
+            )
+        )
+        return
+    _print_dataset(row.id, row.stats)
+
+
+@dataset_app.command("list")
+def dataset_list(ctx: typer.Context) -> None:
+    """Every dataset version, newest first."""
+    from sqlalchemy import select
+
+    from ldrt_core.db import session_scope
+    from ldrt_core.db.models import DatasetVersion
+
+    with session_scope(_engine(_settings(ctx))) as session:
+        rows = list(
+            session.scalars(select(DatasetVersion).order_by(DatasetVersion.created_at.desc()))
+        )
+    table = Table("version", "kind", "train", "eval", "created")
+    for row in rows:
+        splits = row.stats.get("splits", {})
+        table.add_row(
+            row.id[:16],
+            row.kind,
+            str(splits.get("train", "")),
+            str(splits.get("eval", "")),
+            str(row.created_at)[:19],
+        )
+    console.print(table)
+
+
+def _read_config(path: Path) -> dict[str, object]:
+    import yaml
+
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise typer.BadParameter(f"cannot read {path}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise typer.BadParameter(f"{path} must hold a mapping of settings")
+    return raw
+
+
+def _print_dataset(version: str, stats: dict[str, object]) -> None:
+    table = Table(
+        "filter",
+        "seen",
+        "kept",
+        "dropped",
+        "top reasons",
+        title=f"dataset {version[:16]}",
+        title_justify="left",
+    )
+    for step in stats.get("filters", []):  # type: ignore[attr-defined]
+        reasons = ", ".join(f"{r} ({n})" for r, n in list(step["reasons"].items())[:2])
+        table.add_row(
+            step["name"], str(step["seen"]), str(step["kept"]), str(step["dropped"]), reasons
+        )
+    console.print(table)
+    splits = stats.get("splits", {})
+    console.print(
+        f"{stats.get('candidates')} candidate pairs -> train {splits.get('train')} "  # type: ignore[union-attr]
+        f"({stats.get('train_papers')} papers), eval {splits.get('eval')} "  # type: ignore[union-attr]
+        f"({stats.get('eval_papers')} papers); {stats.get('eval_dropped_as_near_duplicates')} "
+        f"eval pairs dropped as near duplicates of training images\nversion {version}"
+    )
 
 
 def _prefect_api_url() -> str | None:

@@ -170,8 +170,18 @@ def normalize_caption(text: str) -> str:
     return " ".join(joined.split())
 
 
+# A figure label at the start of a caption, as loosely as captions write it: "Figure 2.",
+# "Fig. 2:", "FIGURE 2 |", "Supplementary Figure S1 -", "Extended Data Fig. 4a.", "Figure IV".
+# Tables are not stripped: a caption that starts with "Table" says what the picture is.
+_FIGURE_LABEL: Final = re.compile(
+    r"^\s*(?:(?:supplementary|supplemental|suppl\.|extended\s+data)\s+)?"
+    r"(?:figure|fig\.?|scheme|plate)\s*"
+    r"(?:s?\d{1,3}(?:[a-z](?![a-z]))?|(?-i:[IVX]{1,5}))(?!\w)"
+    r"\s*(?:[.:|—–-]+|\s|$)\s*",
+    re.IGNORECASE,
+)
+
+
 def caption_body(text: str) -> str:
-    """The normalised caption without its leading label and delimiter ("Figure 2. ")."""
-    caption = normalize_caption(text)
-    start = parse_caption_start(caption)
-    return start.rest if start is not None and start.delimited else caption
+    """The normalised caption without its leading figure label and delimiter ("Figure 2. ")."""
+    return _FIGURE_LABEL.sub("", normalize_caption(text), count=1).strip()

