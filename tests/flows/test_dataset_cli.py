@@ -45,3 +45,32 @@ def test_build_show_list(tmp_path: Path) -> None:
     bad = run_ldrt(["dataset", "build", "--config", "bad.yaml"], tmp_path)
     assert bad.returncode == 2
     assert "relevance" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.integration
+def test_refresh_extract_curate_on_postgres_and_s3(
+    tmp_path: Path, pg_url: str, s3_env: dict[str, str]
+) -> None:
+    env = {**s3_env, "LDRT_DB_URL": pg_url}
+    assert (
+        run_ldrt(["sample-corpus", "papers", "--papers", "4", "--seed", "11"], tmp_path).returncode
+        == 0
+    )
+    for args in (["refresh", "--source", "folder:papers"], ["extract", "--pending"]):
+        result = run_ldrt(args, tmp_path, env)
+        assert result.returncode == 0, (args, result.stderr)
+    first = run_ldrt(["dataset", "build", "--json"], tmp_path, env)
+    assert first.returncode == 0, first.stderr
+    built = json.loads(first.stdout)
+    again = json.loads(run_ldrt(["dataset", "build", "--json"], tmp_path, env).stdout)
+    assert (again["id"], again["created"]) == (built["id"], False)
+    assert built["splits"]["train"] + built["splits"]["eval"] > 0
+    shown = run_ldrt(["dataset", "show", built["id"][:8], "--json"], tmp_path, env)
+    assert json.loads(shown.stdout)["id"] == built["id"]
+
+    from ldrt_core.config import load_settings
+    from ldrt_core.store import open_store
+
+    store = open_store(load_settings(s3_env))
+    llava = json.loads(store.get(f"datasets/{built['id']}/llava_train.json"))
+    assert all(store.exists(record["image"]) for record in llava)
