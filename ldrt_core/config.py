@@ -108,6 +108,24 @@ class Settings(BaseSettings):
     )
     download_workers: int = Field(default=4, ge=1, description="Parallel PDF downloads.")
 
+    # ---- LLM backends (QA generation, answering, judging)
+    llm_backend: str = Field(
+        default="template", description="QA generation backend: template, openai, hf or vllm."
+    )
+    llm_base_url: str = Field(
+        default="http://localhost:8000/v1",
+        description="OpenAI-compatible endpoint (what `vllm serve` exposes).",
+    )
+    llm_model: str = Field(default="", description="Model name at the endpoint, or a local dir.")
+    llm_api_key: SecretStr | None = Field(default=None, description="Key for the endpoint.")
+    llm_concurrency: int = Field(default=8, ge=1, description="Requests in flight at once.")
+    llm_timeout_s: float = Field(default=120.0, gt=0, description="Timeout of one request.")
+    llm_max_retries: int = Field(default=4, ge=0, description="Retries on 429/5xx/timeouts.")
+    llm_backoff_s: float = Field(default=1.0, ge=0, description="First retry wait; doubles.")
+    llm_max_invalid_retries: int = Field(
+        default=2, ge=0, description="Re-asks after an answer that is not valid JSON."
+    )
+
     # ---- extraction
     extract_dpi: int = Field(default=150, ge=36, le=600, description="Figure rendering DPI.")
     extract_workers: int = Field(
@@ -256,7 +274,7 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every secret value in this configuration, for scrubbing text before it is shown."""
-        keys = (self.s3_access_key, self.s3_secret_key, self.s2_api_key)
+        keys = (self.s3_access_key, self.s3_secret_key, self.s2_api_key, self.llm_api_key)
         found = [s.get_secret_value() for s in keys if s]
         password = make_url(self.db_url).password
         if password:
