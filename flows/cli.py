@@ -33,6 +33,10 @@ db_app = typer.Typer(help="The lineage database: schema migrations.", no_args_is
 app.add_typer(db_app, name="db")
 dataset_app = typer.Typer(help="Curated, versioned datasets.", no_args_is_help=True)
 app.add_typer(dataset_app, name="dataset")
+qa_app = typer.Typer(
+    help="Instruction data generated from the curated pairs.", no_args_is_help=True
+)
+app.add_typer(qa_app, name="qa")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -387,6 +391,50 @@ def dataset_list(ctx: typer.Context) -> None:
             str(row.created_at)[:19],
         )
     console.print(table)
+
+
+@qa_app.command("generate")
+def qa_generate(
+    ctx: typer.Context,
+    dataset: Annotated[str, typer.Option(help="A curated dataset version (id or prefix).")],
+    backend: Annotated[
+        str | None,
+        typer.Option(help="template, openai, hf or vllm (default: LDRT_LLM_BACKEND)."),
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Model name or local directory.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Generate LLaVA conversations for every pair of a curated dataset (cached per pair)."""
+    from dataclasses import asdict
+
+    from ldrt_core.llm.factory import open_llm
+    from ldrt_core.qa import LLMQAGenerator, QAGenerator, TemplateQAGenerator, generate_for_dataset
+    from ldrt_core.store import open_store
+
+    settings = _settings(ctx)
+    chosen = backend or settings.llm_backend
+    generator: QAGenerator
+    client = None
+    if chosen == "template":
+        generator = TemplateQAGenerator()
+    else:
+        client = open_llm(settings, chosen, model)
+        generator = LLMQAGenerator(client)
+    try:
+        summary = generate_for_dataset(_engine(settings), open_store(settings), dataset, generator)
+    finally:
+        if client is not None:
+            client.close()
+    if as_json:
+        print(json.dumps(asdict(summary), indent=2))
+        return
+    console.print(
+        f"{summary.pairs} pairs: {summary.generated} generated, {summary.cached} from cache, "
+        f"[red]{summary.failed}[/] failed, {summary.dropped_turns} leaking turns dropped\n"
+        f"instruct version {summary.instruct_id}\nalign version    {summary.align_id}"
+    )
+    for pair, error in list(summary.failures.items())[:10]:
+        console.print(f"  [red]{pair}[/] {error}")
 
 
 def _read_config(path: Path) -> dict[str, object]:

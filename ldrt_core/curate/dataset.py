@@ -196,6 +196,7 @@ def _records(
             "caption": p.caption,
             "label": p.label,
             "paper_id": p.paper_id,
+            "paper_title": p.paper_title,
             "mentions": list(p.mentions),
             "split": split,
         }

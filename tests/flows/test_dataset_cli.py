@@ -74,3 +74,22 @@ def test_refresh_extract_curate_on_postgres_and_s3(
     store = open_store(load_settings(s3_env))
     llava = json.loads(store.get(f"datasets/{built['id']}/llava_train.json"))
     assert all(store.exists(record["image"]) for record in llava)
+
+
+def test_qa_generate_with_the_template_backend(tmp_path: Path) -> None:
+    for args in (
+        ["sample-corpus", "papers", "--papers", "3", "--seed", "5"],
+        ["refresh", "--source", "folder:papers"],
+        ["extract", "--pending"],
+    ):
+        assert run_ldrt(args, tmp_path).returncode == 0, args
+    built = json.loads(run_ldrt(["dataset", "build", "--json"], tmp_path).stdout)
+    result = run_ldrt(["qa", "generate", "--dataset", built["id"][:10], "--json"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["parent"] == built["id"] and summary["failed"] == 0
+    assert summary["generated"] == summary["pairs"] > 0
+    vllm = run_ldrt(["qa", "generate", "--dataset", built["id"], "--backend", "vllm"], tmp_path)
+    assert vllm.returncode == 2 and "vllm serve" in vllm.stderr
+    openai = run_ldrt(["qa", "generate", "--dataset", built["id"], "--backend", "openai"], tmp_path)
+    assert openai.returncode == 2 and "LDRT_LLM_MODEL" in openai.stderr
