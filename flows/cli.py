@@ -396,7 +396,9 @@ def dataset_list(ctx: typer.Context) -> None:
 @qa_app.command("generate")
 def qa_generate(
     ctx: typer.Context,
-    dataset: Annotated[str, typer.Option(help="A curated dataset version (id or prefix).")],
+    dataset: Annotated[
+        str, typer.Option(help="A curated dataset version (id or prefix), or 'latest'.")
+    ] = "latest",
     backend: Annotated[
         str | None,
         typer.Option(help="template, openai, hf or vllm (default: LDRT_LLM_BACKEND)."),

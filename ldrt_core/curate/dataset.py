@@ -288,7 +288,18 @@ def _record(
 
 
 def find_version(engine: Engine, prefix: str) -> DatasetVersion:
-    """A dataset version by its id or a unique prefix of it."""
+    """A dataset version by its id or a unique prefix of it; 'latest': the newest curated one."""
+    if prefix == "latest":
+        with session_scope(engine) as session:
+            newest = session.scalars(
+                select(DatasetVersion)
+                .where(DatasetVersion.kind == "curated")
+                .order_by(DatasetVersion.created_at.desc(), DatasetVersion.id)
+                .limit(1)
+            ).first()
+        if newest is None:
+            raise LdrtError("no curated dataset yet: run `ldrt dataset build` first")
+        return newest
     with session_scope(engine) as session:
         matches = list(
             session.scalars(
