@@ -24,6 +24,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeAlias
 from urllib.parse import urlsplit
 
+from tests.support.http import QuietHandler
+
 __all__ = ["Answer", "Malformed", "OpenAIReplay", "Reply", "Sleep", "Status"]
 
 
@@ -141,15 +143,7 @@ class OpenAIReplay:
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         replay = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # Headers and body in one segment: without this, Nagle + delayed ACK add 40 ms.
-            disable_nagle_algorithm = True
-            wbufsize = 1 << 16
-
-            def log_message(self, *args: object) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 if urlsplit(self.path).path.rstrip("/") == "/v1/models":
                     with replay._lock:

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.support.bad_pdfs import minimal_pdf
+from tests.support.http import QuietHandler
 
 __all__ = ["Faults", "ReplayPaper", "S2Replay", "make_papers", "minimal_pdf"]
 
@@ -112,15 +113,7 @@ class S2Replay:
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         replay = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # Headers and body in one segment: without this, Nagle + delayed ACK add 40 ms a file.
-            disable_nagle_algorithm = True
-            wbufsize = 1 << 16
-
-            def log_message(self, *args: object) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 path = urlsplit(self.path).path
                 if replay.faults.refuse_key:
