@@ -10,7 +10,7 @@ import datetime as dt
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -22,6 +22,8 @@ from ldrt_core.errors import LdrtError
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
+
+    from ldrt_core.extract import ExtractOptions
 
 app = typer.Typer(
     help="ldrt: keep a vision-language model current with the LDRT literature.",
@@ -252,18 +254,16 @@ def extract(
 
 
 def _extract_pending(
-    settings: Settings, options: object, retry_failed: bool, as_json: bool
+    settings: Settings, options: ExtractOptions, retry_failed: bool, as_json: bool
 ) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     from rich.progress import Progress
 
-    from ldrt_core.extract import ExtractOptions
     from ldrt_core.extract.isolation import IsolatedPool
     from ldrt_core.extract.stage import extract_document, pending_documents
     from ldrt_core.store import open_store
 
-    assert isinstance(options, ExtractOptions)
     engine = _engine(settings)
     store = open_store(settings)
     todo = pending_documents(engine, retry_failed=retry_failed)
@@ -278,7 +278,7 @@ def _extract_pending(
         for future in futures:
             outcomes.append(future.result())
             bar.advance(task)
-    summary = {
+    summary: dict[str, Any] = {
         "documents": len(outcomes),
         "ok": sum(o.status == "ok" for o in outcomes),
         "failed": sum(o.status == "failed" for o in outcomes),
@@ -451,7 +451,7 @@ def _read_config(path: Path) -> dict[str, object]:
     return raw
 
 
-def _print_dataset(version: str, stats: dict[str, object]) -> None:
+def _print_dataset(version: str, stats: dict[str, Any]) -> None:
     table = Table(
         "filter",
         "seen",
@@ -461,7 +461,7 @@ def _print_dataset(version: str, stats: dict[str, object]) -> None:
         title=f"dataset {version[:16]}",
         title_justify="left",
     )
-    for step in stats.get("filters", []):  # type: ignore[attr-defined]
+    for step in stats.get("filters", []):
         reasons = ", ".join(f"{r} ({n})" for r, n in list(step["reasons"].items())[:2])
         table.add_row(
             step["name"], str(step["seen"]), str(step["kept"]), str(step["dropped"]), reasons
@@ -469,8 +469,8 @@ def _print_dataset(version: str, stats: dict[str, object]) -> None:
     console.print(table)
     splits = stats.get("splits", {})
     console.print(
-        f"{stats.get('candidates')} candidate pairs -> train {splits.get('train')} "  # type: ignore[union-attr]
-        f"({stats.get('train_papers')} papers), eval {splits.get('eval')} "  # type: ignore[union-attr]
+        f"{stats.get('candidates')} candidate pairs -> train {splits.get('train')} "
+        f"({stats.get('train_papers')} papers), eval {splits.get('eval')} "
         f"({stats.get('eval_papers')} papers); {stats.get('eval_dropped_as_near_duplicates')} "
         f"eval pairs dropped as near duplicates of training images\nversion {version}"
     )
