@@ -13,10 +13,10 @@ to end without a model hub or a GPU.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerFast
+    from transformers import LlamaConfig, PreTrainedTokenizerFast
 
 __all__ = ["CHAT_TEMPLATE", "build_tiny_causal_lm"]
 
@@ -55,12 +55,25 @@ def build_tiny_causal_lm(out_dir: Path, seed: int = 0) -> Path:
     random state is left as it was.
     """
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = _build_tokenizer()
-    config = LlamaConfig(
+    config = tiny_llama_config(tokenizer, tie_word_embeddings=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    model.save_pretrained(out_dir)  # safetensors is the default (and only) format written
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
+def tiny_llama_config(tokenizer: PreTrainedTokenizerFast, **overrides: Any) -> LlamaConfig:
+    """The tiny Llama shape every CPU test model shares, sized to `tokenizer`."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=32,
         intermediate_size=64,
@@ -71,14 +84,8 @@ def build_tiny_causal_lm(out_dir: Path, seed: int = 0) -> Path:
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
+        **overrides,
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = LlamaForCausalLM(config)
-    model.save_pretrained(out_dir)  # safetensors is the default (and only) format written
-    tokenizer.save_pretrained(out_dir)
-    return out_dir
 
 
 def _build_tokenizer() -> PreTrainedTokenizerFast:

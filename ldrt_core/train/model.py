@@ -71,13 +71,12 @@ def build_tiny_llava(out_dir: Path, seed: int = 0) -> Path:
     from transformers import (
         CLIPImageProcessor,
         CLIPVisionConfig,
-        LlamaConfig,
         LlavaConfig,
         LlavaForConditionalGeneration,
         LlavaProcessor,
     )
 
-    from ldrt_core.llm.tiny import _build_tokenizer
+    from ldrt_core.llm.tiny import _build_tokenizer, tiny_llama_config
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -94,18 +93,7 @@ def build_tiny_llava(out_dir: Path, seed: int = 0) -> Path:
         num_hidden_layers=2,
         num_attention_heads=2,
     )
-    text_config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    text_config = tiny_llama_config(tokenizer)
     # "default" drops the CLS token: one image is (32 / 8) ** 2 = 16 tokens.
     image_seq_length = (_IMAGE_SIZE // _PATCH_SIZE) ** 2
     config = LlavaConfig(
