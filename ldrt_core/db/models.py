@@ -99,6 +99,7 @@ class Document(Timestamped, Base):
     extract_status: Mapped[str] = mapped_column(String(16), default="pending")
     extract_error: Mapped[str | None] = mapped_column(Text)
     markdown_key: Mapped[str | None] = mapped_column(Text)
+    extraction_key: Mapped[str | None] = mapped_column(Text)  # the whole result, tables too
 
     __table_args__ = (
         CheckConstraint("extract_status IN ('pending', 'ok', 'failed')", name="extract_status"),

@@ -124,7 +124,7 @@ def extract_document(
     markdown_key = store.put_content(
         result.markdown.encode(), namespace="markdown", content_type="text/markdown"
     )
-    store.put_content(
+    extraction_key = store.put_content(
         json.dumps(summary_json(result), indent=1).encode(),
         namespace="extractions",
         content_type="application/json",
@@ -142,6 +142,7 @@ def extract_document(
         status="ok",
         pages=result.pages,
         markdown_key=markdown_key,
+        extraction_key=extraction_key,
         flow_run_id=flow_run_id,
     )
     return ExtractionOutcome(sha256, "ok", result.pages, len(figure_rows))

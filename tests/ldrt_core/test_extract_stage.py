@@ -76,6 +76,8 @@ def test_good_and_bad_documents_side_by_side(tmp_path: Path) -> None:
         png = store.get(figure.image_key or "")
         assert png.startswith(b"\x89PNG") and hashlib.sha256(png).hexdigest() == figure.image_sha256
     for sha in good:
+        extraction = json.loads(store.get(documents[sha].extraction_key or ""))
+        assert len(extraction["figures"]) == outcomes[sha].figures
         markdown = store.get(documents[sha].markdown_key or "").decode()
         assert markdown.startswith("# ")
         assert documents[sha].pages and documents[sha].extract_status == "ok"
