@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -39,6 +40,8 @@ qa_app = typer.Typer(
     help="Instruction data generated from the curated pairs.", no_args_is_help=True
 )
 app.add_typer(qa_app, name="qa")
+model_app = typer.Typer(help="Training runs and the models they made.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -437,6 +440,249 @@ def qa_generate(
     )
     for pair, error in list(summary.failures.items())[:10]:
         console.print(f"  [red]{pair}[/] {error}")
+
+
+@app.command("train")
+def train(
+    ctx: typer.Context,
+    stage: Annotated[
+        str, typer.Option(help="align (stage 1), instruct (stage 2) or both, in that order.")
+    ] = "both",
+    dataset: Annotated[
+        str,
+        typer.Option(help="Dataset version (curated, or its align/instruct version), or 'latest'."),
+    ] = "latest",
+    base_model: Annotated[
+        str | None,
+        typer.Option(help="Local llava-hf directory, or tiny-random (default: LDRT_BASE_MODEL)."),
+    ] = None,
+    deepspeed: Annotated[
+        str | None,
+        typer.Option(help="DeepSpeed config: zero3, zero2 or a JSON file (LDRT_TRAIN_DEEPSPEED)."),
+    ] = None,
+    from_run: Annotated[
+        str | None, typer.Option(help="Stage 2 only: start from this stage-1 run's projector.")
+    ] = None,
+    resume: Annotated[
+        str | None, typer.Option(help="Continue this unfinished run from its newest checkpoint.")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Passes over the data (1).")] = None,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="Stop after N steps.")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Per device (4).")] = None,
+    grad_accum: Annotated[int | None, typer.Option(min=1, help="Micro-batches per step.")] = None,
+    align_lr: Annotated[float | None, typer.Option(help="Stage 1 learning rate (1e-3).")] = None,
+    instruct_lr: Annotated[float | None, typer.Option(help="Stage 2 LoRA rate (2e-4).")] = None,
+    projector_lr: Annotated[
+        float | None, typer.Option(help="Stage 2 projector rate (2e-5); 0 freezes it.")
+    ] = None,
+    lora_r: Annotated[int | None, typer.Option(min=1, help="LoRA rank (128).")] = None,
+    lora_alpha: Annotated[int | None, typer.Option(min=1, help="LoRA alpha (256).")] = None,
+    max_length: Annotated[
+        int | None, typer.Option(min=16, help="Longer samples are skipped (2048).")
+    ] = None,
+    checkpoint_every: Annotated[
+        int | None, typer.Option(min=0, help="Steps between checkpoints (200).")
+    ] = None,
+    precision: Annotated[str | None, typer.Option(help="auto, bf16 or fp32.")] = None,
+    seed: Annotated[int | None, typer.Option(min=0, help="Seed (0).")] = None,
+    workers: Annotated[int | None, typer.Option(min=0, help="Data loader processes (0).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    local_rank: Annotated[int | None, typer.Option("--local_rank", hidden=True)] = None,
+) -> None:
+    """Fine-tune LLaVA: stage 1 aligns the projector, stage 2 tunes LoRA on conversations.
+
+    On several GPUs: `deepspeed --num_gpus N --module flows.cli train --deepspeed zero3 ...`
+    (or `torchrun --nproc_per_node N -m flows.cli train --deepspeed zero3 ...`).
+    """
+    from ldrt_core.store import open_store
+    from ldrt_core.train.loop import STAGES, TrainConfig
+    from ldrt_core.train.runs import deepspeed_config_path, resume_stage, train_stage
+
+    settings = _settings(ctx)
+    stages = list(STAGES) if stage == "both" else [stage]
+    if any(s not in STAGES for s in stages):
+        raise typer.BadParameter(f"--stage {stage!r}: use align, instruct or both")
+    if from_run and stages != ["instruct"]:
+        raise typer.BadParameter("--from-run goes with --stage instruct")
+    engine, store = _engine(settings), open_store(settings)
+    common = {
+        "epochs": epochs,
+        "max_steps": max_steps,
+        "batch_size": batch_size,
+        "grad_accum": grad_accum,
+        "lora_r": lora_r,
+        "lora_alpha": lora_alpha,
+        "max_length": max_length,
+        "checkpoint_every": settings.train_checkpoint_every
+        if checkpoint_every is None
+        else checkpoint_every,
+        "precision": precision,
+        "seed": seed,
+        "workers": workers,
+        "deepspeed": deepspeed_config_path(deepspeed or settings.train_deepspeed),
+    }
+    summaries = []
+    with _TrainProgress(quiet=as_json) as progress:
+        if resume:
+            summaries.append(
+                resume_stage(
+                    engine,
+                    store,
+                    settings.home,
+                    resume,
+                    on_step=progress.step,
+                    on_prepare=progress.prepare,
+                )
+            )
+        else:
+            parent = from_run
+            for name in stages:
+                rates = (
+                    {"learning_rate": align_lr}
+                    if name == "align"
+                    else {"learning_rate": instruct_lr, "projector_lr": projector_lr}
+                )
+                config = TrainConfig.for_stage(name, **common, **rates)
+                progress.start(name)
+                summary = train_stage(
+                    engine,
+                    store,
+                    settings.home,
+                    dataset=dataset,
+                    base_model=base_model or settings.base_model,
+                    config=config,
+                    parent_run=parent,
+                    on_step=progress.step,
+                    on_prepare=progress.prepare,
+                )
+                summaries.append(summary)
+                parent = summary.run_id
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    if as_json:
+        from dataclasses import asdict
+
+        print(json.dumps([asdict(s) for s in summaries], indent=2))
+        return
+    for summary in summaries:
+        metrics, data = summary.metrics, summary.data
+        skipped = ", ".join(f"{k} {v}" for k, v in data.get("skipped", {}).items()) or "none"
+        console.print(
+            f"[bold]{summary.stage}[/] run {summary.run_id}: {metrics.get('steps')} steps, "
+            f"loss {metrics.get('first_loss'):.3f} -> {metrics.get('final_loss'):.3f}, "
+            f"{data.get('samples')} samples (skipped: {skipped}), "
+            f"{metrics.get('seconds'):.1f} s\n  outputs: " + ", ".join(sorted(summary.outputs))
+        )
+
+
+class _TrainProgress:
+    """A rich progress bar for data preparation and training steps (loss, samples/s)."""
+
+    def __init__(self, quiet: bool) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        self.bar = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            "{task.fields[info]}",
+            TimeElapsedColumn(),
+            console=err_console,
+            disable=quiet or int(os.environ.get("RANK", "0")) != 0,
+        )
+        self.name = "train"
+        self.prepare_task: Any = None
+        self.train_task: Any = None
+
+    def __enter__(self) -> _TrainProgress:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.__exit__(*exc)  # type: ignore[arg-type]
+
+    def start(self, name: str) -> None:
+        self.name, self.prepare_task, self.train_task = name, None, None
+
+    def prepare(self, done: int, total: int) -> None:
+        if self.prepare_task is None:
+            self.prepare_task = self.bar.add_task(f"{self.name}: samples", total=total, info="")
+        self.bar.update(self.prepare_task, completed=done)
+
+    def step(self, report: Any) -> None:
+        if self.train_task is None:
+            self.train_task = self.bar.add_task(
+                f"{self.name}: steps", total=report.total_steps, info=""
+            )
+        self.bar.update(
+            self.train_task,
+            completed=report.step,
+            info=f"loss {report.loss:.4f}  {report.samples_per_s:.1f} samples/s",
+        )
+
+
+@model_app.command("list")
+def model_list(ctx: typer.Context) -> None:
+    """Every training run, newest first."""
+    from sqlalchemy import select
+
+    from ldrt_core.db import session_scope
+    from ldrt_core.db.models import TrainingRun
+
+    with session_scope(_engine(_settings(ctx))) as session:
+        rows = list(session.scalars(select(TrainingRun).order_by(TrainingRun.created_at.desc())))
+    table = Table("run", "stage", "status", "dataset", "parent", "steps", "final loss", "created")
+    for row in rows:
+        loss = row.metrics.get("final_loss")
+        table.add_row(
+            row.id[:12],
+            row.stage,
+            row.status,
+            row.dataset_id[:12],
+            (row.parent_run_id or "")[:12],
+            str(row.metrics.get("steps", "")),
+            f"{loss:.4f}" if isinstance(loss, float) else "",
+            str(row.created_at)[:19],
+        )
+    console.print(table)
+
+
+@model_app.command("show")
+def model_show(
+    ctx: typer.Context,
+    run: Annotated[str, typer.Argument(help="A training run id, its first characters, or latest.")],
+) -> None:
+    """One training run as JSON: config, data counts, metrics, outputs, error."""
+    from ldrt_core.train.runs import find_run
+
+    row = find_run(_engine(_settings(ctx)), run)
+    fields = ("id", "stage", "status", "base_model", "dataset_id", "parent_run_id", "config")
+    payload = {name: getattr(row, name) for name in fields}
+    payload |= {"metrics": row.metrics, "outputs": row.outputs, "error": row.error}
+    print(json.dumps(payload, indent=2, default=str))
+
+
+@model_app.command("merge")
+def model_merge(
+    ctx: typer.Context,
+    run: Annotated[str, typer.Argument(help="A completed training run (id, prefix or latest).")],
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder (default: $LDRT_HOME/models/RUN).")
+    ] = None,
+    base_model: Annotated[
+        str | None, typer.Option(help="The base model's directory, if it moved since training.")
+    ] = None,
+) -> None:
+    """Write a standalone checkpoint: base model + the run's projector(s) + merged LoRA."""
+    from ldrt_core.store import open_store
+    from ldrt_core.train.runs import find_run, merge_run
+
+    settings = _settings(ctx)
+    engine = _engine(settings)
+    row = find_run(engine, run)
+    target = out or settings.home / "models" / row.id
+    merge_run(engine, open_store(settings), row.id, target, base_model=base_model)
+    console.print(f"merged {row.stage} run {row.id[:12]} into {target}")
 
 
 def _read_config(path: Path) -> dict[str, object]:

@@ -148,6 +148,18 @@ class Settings(BaseSettings):
         default=None, description="Local folder of Marker weights; enables the Marker backend."
     )
 
+    # ---- training
+    base_model: str = Field(
+        default="tiny-random",
+        description="LLaVA to fine-tune: a local llava-hf directory, or tiny-random (CPU demo).",
+    )
+    train_deepspeed: str | None = Field(
+        default=None, description="DeepSpeed JSON config for training (zero3, zero2 or a path)."
+    )
+    train_checkpoint_every: int = Field(
+        default=200, ge=0, description="Optimizer steps between checkpoints (0: none)."
+    )
+
     @field_validator("db_url")
     @classmethod
     def _check_db_url(cls, value: str) -> str:

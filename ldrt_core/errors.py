@@ -121,3 +121,11 @@ class ExtractionMemoryError(ExtractionError):
 
 class ExtractionCrashedError(ExtractionError):
     """The worker process died while extracting (a parser crash)."""
+
+
+class TrainingError(LdrtError):
+    """Training cannot start or go on: no usable samples, a bad config, a checkpoint mismatch."""
+
+
+class TrainingDataError(TrainingError):
+    """The dataset version gave no usable training sample (each skip is counted with a reason)."""

@@ -14,8 +14,10 @@ ever: the tiny model exists so training runs end to end without a model hub or a
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -30,11 +32,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "IMAGE_TOKEN",
+    "LLAVA_CHAT_TEMPLATE",
     "TINY_RANDOM",
     "ModelLoadError",
+    "attention_implementation",
     "build_tiny_llava",
+    "drop_input_grad_hooks",
+    "enable_gradient_checkpointing",
     "language_model_lora_targets",
     "load_llava",
+    "lora_target_pattern",
     "projector_parameters",
 ]
 
@@ -46,7 +53,19 @@ LORA_LINEAR_NAMES = frozenset(
 
 _IMAGE_SIZE = 32
 _PATCH_SIZE = 8
-_TINY_VERSION = "v1"  # bump when build_tiny_llava writes something different
+_TINY_VERSION = "v2"  # bump when build_tiny_llava writes something different
+# The llava-hf LLaVA-1.5 conversation format ("USER: <image>\n... ASSISTANT: ..."), in the same
+# Jinja shape as llava-hf's processors: content is a string or a list of image/text parts.
+LLAVA_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] != 'system' %}{{ message['role'].upper() + ': ' }}{% endif %}"
+    "{% if message['content'] is string %}{{ message['content'] + ' ' }}{% else %}"
+    "{% for part in message['content'] if part['type'] == 'image' %}{{ '<image>\n' }}{% endfor %}"
+    "{% for part in message['content'] if part['type'] == 'text' %}{{ part['text'] + ' ' }}"
+    "{% endfor %}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
 _ARCHITECTURES = ("LlavaForConditionalGeneration", "LlavaNextForConditionalGeneration")
 _MODEL_DIR_HELP = (
     "a LLaVA model directory must hold config.json (with `architectures` "
@@ -93,7 +112,9 @@ def build_tiny_llava(out_dir: Path, seed: int = 0) -> Path:
         num_hidden_layers=2,
         num_attention_heads=2,
     )
-    text_config = tiny_llama_config(tokenizer)
+    # Wider initial weights than the usual 0.02: with hidden size 32 the frozen lm_head could
+    # otherwise not make a peaked distribution, and no amount of LoRA would fit a small set.
+    text_config = tiny_llama_config(tokenizer, initializer_range=0.3)
     # "default" drops the CLS token: one image is (32 / 8) ** 2 = 16 tokens.
     image_seq_length = (_IMAGE_SIZE // _PATCH_SIZE) ** 2
     config = LlavaConfig(
@@ -121,6 +142,7 @@ def build_tiny_llava(out_dir: Path, seed: int = 0) -> Path:
         vision_feature_select_strategy="default",
         num_additional_image_tokens=1,  # the CLS token, dropped again by "default"
         image_token=IMAGE_TOKEN,
+        chat_template=LLAVA_CHAT_TEMPLATE,
     )
     model.save_pretrained(out_dir)  # safetensors is the default (and only) format written
     processor.save_pretrained(out_dir)
@@ -128,9 +150,16 @@ def build_tiny_llava(out_dir: Path, seed: int = 0) -> Path:
 
 
 def load_llava(
-    path: str | Path, *, dtype: torch.dtype | None = None, device: str | torch.device = "cpu"
+    path: str | Path,
+    *,
+    dtype: torch.dtype | None = None,
+    device: str | torch.device = "cpu",
+    attn_implementation: str | None = None,
 ) -> tuple[PreTrainedModel, LlavaProcessor]:
     """The LLaVA model at `path` (on `device`, in `dtype` if given) and its processor.
+
+    `attn_implementation` ("sdpa", "flash_attention_2", "eager") goes to `from_pretrained`;
+    `attention_implementation(device)` picks the best one available.
 
     `path` is a local llava-hf format directory, or "tiny-random": the tiny model is then built
     into a cache folder (once) and loaded back from there. Nothing is ever downloaded.
@@ -155,6 +184,8 @@ def load_llava(
     kwargs: dict[str, Any] = {"local_files_only": True, "use_safetensors": True}
     if dtype is not None:
         kwargs["dtype"] = dtype
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
     try:
         model = model_class.from_pretrained(directory, **kwargs)
         processor = AutoProcessor.from_pretrained(  # type: ignore[no-untyped-call]
@@ -182,6 +213,58 @@ def language_model_lora_targets(model: torch.nn.Module) -> list[str]:
         and isinstance(module, torch.nn.Linear)
         and name.rsplit(".", 1)[-1] in LORA_LINEAR_NAMES
     ]
+
+
+def lora_target_pattern(model: torch.nn.Module) -> str:
+    """A regular expression PEFT full-matches against module names: the language model's
+    q/k/v/o/gate/up/down projections, the same set as `language_model_lora_targets`.
+
+    One short pattern keeps `adapter_config.json` readable for a 40-layer model (280 names).
+    """
+    prefix = re.escape(_module_path(model, _language_model(model)))
+    names = "|".join(sorted(LORA_LINEAR_NAMES))
+    return rf"{prefix}\.(?:.*\.)?(?:{names})"
+
+
+def attention_implementation(device: str | torch.device) -> str:
+    """FlashAttention-2 on CUDA when `flash_attn` is importable, else PyTorch SDPA."""
+    if torch.device(device).type == "cuda" and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
+    """Non-reentrant activation checkpointing on every decoder layer (frozen inputs are fine)."""
+    kwargs = {"use_reentrant": False}
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    if enable is not None:  # transformers >= 5.2
+        enable(kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)  # type: ignore[operator]
+    config = getattr(model, "config", None)
+    if config is not None:
+        config.use_cache = False
+
+
+def drop_input_grad_hooks(model: torch.nn.Module) -> int:
+    """Remove the forward hooks that make input embeddings require grad; return how many.
+
+    transformers (when checkpointing is enabled) and PEFT (when it wraps a model) put one on
+    every sub-model's input embeddings, the vision tower's patch embedding included: backward
+    would then run through the frozen vision tower for nothing. Non-reentrant checkpointing does
+    not need them.
+    """
+    removed = 0
+    for module in model.modules():
+        hooks = module._forward_hooks
+        for key, hook in list(hooks.items()):
+            if getattr(hook, "__name__", "") == "make_inputs_require_grads":
+                del hooks[key]
+                removed += 1
+    for owner in model.modules():
+        if getattr(owner, "_require_grads_hooks", None):
+            owner._require_grads_hooks = []
+    return removed
 
 
 def projector_parameters(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
@@ -242,6 +325,9 @@ def _check_model_dir(directory: Path) -> str:
 
 def _find_attr(model: torch.nn.Module, attr: str) -> torch.nn.Module:
     """`model.<attr>`, or `model.model.<attr>` (the layout differs between versions)."""
+    base = getattr(model, "get_base_model", None)  # a PEFT wrapper: look in the model it wraps
+    if callable(base):
+        model = base()
     for owner in (model, getattr(model, "model", None)):
         found = getattr(owner, attr, None) if owner is not None else None
         if isinstance(found, torch.nn.Module):
