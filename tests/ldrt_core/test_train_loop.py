@@ -172,7 +172,7 @@ def test_resume_without_a_checkpoint_is_an_error(tiny_dir: Path, tmp_path: Path)
 def test_no_usable_sample_is_a_clear_error(tiny_dir: Path, tmp_path: Path) -> None:
     data = PreparedData(samples=[])
     data.skip("broken_image", "r0")
-    with pytest.raises(TrainingError, match="no usable training sample.*broken_image"):
+    with pytest.raises(TrainingError, match=r"no usable training sample.*broken_image"):
         train(tiny_dir, tmp_path, small("align"), data)
 
 
@@ -229,7 +229,7 @@ def test_deepspeed_zero3_on_cpu_with_gloo(tiny_dir: Path, tmp_path: Path, name: 
         deepspeed=deepspeed_config_path(name),
         checkpoint_every=2,
     )
-    trained, processor, _, _, result = train(tiny_dir, tmp_path, config, data)
+    _, processor, _, _, result = train(tiny_dir, tmp_path, config, data)
     assert result.steps == 4
     assert (tmp_path / "checkpoints" / "step-2" / "engine").is_dir()
     base, _ = load_llava(tiny_dir)
