@@ -23,6 +23,7 @@ does not decode, a sample longer than `max_length` tokens, a record with no assi
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 from collections import Counter
@@ -177,40 +178,65 @@ def prepare_samples(
     """Tokenize every record and check its image; keep the good ones, count the rest.
 
     Each image is fetched once (`fetch_image(key)`), decoded to prove it is an image, and kept in
-    `cache_dir` (named by its key: store keys are content addressed) for the data loader.
+    `cache_dir` (one file per key) for the data loader. `progress(n)` after every record.
     """
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = processor.tokenizer
-    image_tokens: dict[tuple[int, int], int] = {}
+    preparer = _Preparer(processor, fetch_image, cache_dir, stage, max_length, pad_to_square)
     data = PreparedData(samples=[])
     for done, record in enumerate(records, 1):
         record_id = str(record.get("id", f"#{done}"))
-        try:
-            segments = render_segments(record.get("conversations") or [], processor, stage=stage)
-        except ValueError:
-            data.skip("bad_conversation", record_id)
-            continue
-        key = str(record.get("image") or "")
-        local = cache_dir / _SAFE_NAME.sub("_", key)
-        image = _cached_image(key, local, fetch_image) if key else None
-        if image is None:
-            data.skip("broken_image", record_id)
-            continue
-        if pad_to_square:
-            image = expand_to_square(image, processor)
-        size = image.size
-        if size not in image_tokens:
-            image_tokens[size] = _count_image_tokens(processor, image)
-        sample = _tokenize(record_id, local, segments, tokenizer, image_tokens[size])
-        if len(sample.input_ids) > max_length:
-            data.skip("too_long", record_id)
-        elif sample.target_tokens == 0:
-            data.skip("bad_conversation", record_id)
-        else:
+        sample = preparer.sample(record_id, record)
+        if isinstance(sample, Sample):
             data.samples.append(sample)
+        else:
+            data.skip(sample, record_id)
         if progress is not None:
             progress(done)
     return data
+
+
+@dataclass
+class _Preparer:
+    processor: Any
+    fetch_image: Callable[[str], bytes]
+    cache_dir: Path
+    stage: str
+    max_length: int
+    pad_to_square: bool
+    image_tokens: dict[tuple[int, int], int] = field(default_factory=dict)  # by image size
+
+    def sample(self, record_id: str, record: Mapping[str, Any]) -> Sample | str:
+        """The record's sample, or why it is skipped."""
+        try:
+            segments = render_segments(
+                record.get("conversations") or [], self.processor, stage=self.stage
+            )
+        except ValueError:
+            return "bad_conversation"
+        if sum(piece.count(IMAGE_TOKEN) for piece, _ in segments) != 1:
+            return "bad_conversation"  # one figure a sample: exactly one <image> in the prompt
+        key = str(record.get("image") or "")
+        local = self.cache_dir / _cache_name(key)
+        image = _cached_image(key, local, self.fetch_image) if key else None
+        if image is None:
+            return "broken_image"
+        if self.pad_to_square:
+            image = expand_to_square(image, self.processor)
+        if image.size not in self.image_tokens:
+            self.image_tokens[image.size] = _count_image_tokens(self.processor, image)
+        tokens = self.image_tokens[image.size]
+        sample = _tokenize(record_id, local, segments, self.processor.tokenizer, tokens)
+        if len(sample.input_ids) > self.max_length:
+            return "too_long"
+        if sample.target_tokens == 0:
+            return "bad_conversation"
+        return sample
+
+
+def _cache_name(key: str) -> str:
+    """A flat file name for a store key: readable, and unique by the key's hash."""
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return f"{digest}-{_SAFE_NAME.sub('_', key.rsplit('/', 1)[-1])[-64:]}"
 
 
 def _cached_image(key: str, local: Path, fetch: Callable[[str], bytes]) -> Image | None:

@@ -263,7 +263,7 @@ def drop_input_grad_hooks(model: torch.nn.Module) -> int:
                 removed += 1
     for owner in model.modules():
         if getattr(owner, "_require_grads_hooks", None):
-            owner._require_grads_hooks = []
+            setattr(owner, "_require_grads_hooks", [])  # noqa: B010 (not a declared attribute)
     return removed
 
 

@@ -159,7 +159,7 @@ def train_stage(
     parent = find_run(engine, parent_run) if parent_run else None
     if parent is not None and parent.status != "completed":
         raise TrainingError(f"run {parent.id[:12]} is {parent.status}, not completed")
-    run_id = _shared_run_id()
+    run_id = str(uuid.uuid4())
     if _rank() == 0:
         with session_scope(engine) as session:
             session.add(
@@ -175,6 +175,7 @@ def train_stage(
                     flow_run_id=flow_run_id,
                 )
             )
+    run_id = _from_rank0(run_id)  # sent once the row is committed: other ranks then read it
     return _run(engine, store, work_dir, run_id, False, on_step, on_prepare)
 
 
@@ -459,9 +460,8 @@ def _rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
-def _shared_run_id() -> str:
-    """A new run id; under a multi-process launcher every rank gets rank 0's."""
-    run_id = str(uuid.uuid4())
+def _from_rank0(run_id: str) -> str:
+    """Rank 0's `run_id` on every rank of a multi-process launch (as given when alone)."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         import torch.distributed as dist
 

@@ -8,6 +8,7 @@ commands print, the progress bar on stderr, and the merged checkpoint on disk.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,67 @@ def test_train_both_stages_list_show_merge(
     missing = run_ldrt(["train", "--base-model", "no/such/dir"], tmp_path, env)
     assert missing.returncode == 2 and "no model directory" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+@pytest.mark.slow
+def test_two_processes_train_one_run_with_zero3(tmp_path: Path) -> None:
+    """`torchrun --nproc_per_node 2 -m flows.cli train --deepspeed zero3` on CPU (gloo): the two
+    ranks share one run id, rank 0 alone records it, and every sample is seen once a step."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import _free_port as free_port
+    from tests.flows.test_cli import REPO
+
+    assert (
+        run_ldrt(["sample-corpus", "papers", "--papers", "2", "--seed", "8"], tmp_path).returncode
+        == 0
+    )
+    for args in (
+        ["refresh", "--source", "folder:papers"],
+        ["extract", "--pending"],
+        ["dataset", "build"],
+        ["qa", "generate"],
+    ):
+        assert run_ldrt(args, tmp_path, timeout=300).returncode == 0, args
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LDRT_", "PREFECT_"))}
+    env |= {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    launched = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(free_port()),
+            "-m",
+            "flows.cli",
+            "train",
+            "--stage",
+            "instruct",
+            "--max-steps",
+            "3",
+            "--batch-size",
+            "2",
+            "--lora-r",
+            "8",
+            "--deepspeed",
+            "zero3",
+            "--json",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    start = re.search(r"^\[$", launched.stdout, re.MULTILINE).start()  # after DeepSpeed's logs
+    (summary,) = json.loads(launched.stdout[start:])  # rank 0 prints, rank 1 does not
+    assert summary["metrics"]["steps"] == 3
+    assert summary["metrics"]["samples_seen"] == 3 * 2 * 2
+    listed = run_ldrt(["model", "show", summary["run_id"]], tmp_path)
+    shown = json.loads(listed.stdout)
+    assert shown["status"] == "completed" and shown["config"]["deepspeed"].endswith("zero3.json")

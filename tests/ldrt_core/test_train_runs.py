@@ -27,7 +27,7 @@ from ldrt_core.qa import TemplateQAGenerator, generate_for_dataset
 from ldrt_core.refresh import refresh
 from ldrt_core.samples import write_sample_corpus
 from ldrt_core.sources import open_source
-from ldrt_core.store import ArtifactStore, open_store
+from ldrt_core.store import open_store
 from ldrt_core.train.loop import StepReport, TrainConfig
 from ldrt_core.train.model import TINY_RANDOM, load_llava
 from ldrt_core.train.runs import (
@@ -242,7 +242,7 @@ def test_merged_checkpoint_matches_base_plus_adapter(world: dict[str, Any]) -> N
 
 def test_bad_inputs_are_clear_errors(world: dict[str, Any], tmp_path: Path) -> None:
     engine, store, home = world["engine"], world["store"], world["home"]
-    with pytest.raises(LdrtError, match="config.json"):
+    with pytest.raises(LdrtError, match=r"config\.json"):
         train_stage(
             engine,
             store,
@@ -255,7 +255,7 @@ def test_bad_inputs_are_clear_errors(world: dict[str, Any], tmp_path: Path) -> N
     assert "ModelLoadError" in (failed.error or "")
     with pytest.raises(TrainingError, match="only a completed run merges"):
         merge_run(engine, store, failed.id, tmp_path / "out")
-    with pytest.raises(TrainingError, match="no DeepSpeed config 'zero9'.*zero2, zero3"):
+    with pytest.raises(TrainingError, match=r"no DeepSpeed config 'zero9'.*zero2, zero3"):
         deepspeed_config_path("zero9")
     with pytest.raises(TrainingError, match="unknown stage"):
         TrainConfig.for_stage("pretrain")
