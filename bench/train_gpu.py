@@ -3,28 +3,21 @@
     python bench/train_gpu.py [--shape 7b|13b|tiny] [--all] [--seq-len 2048] [--batch-size 1]
                               [--steps 10] [--warmup 3] [--dtype auto|bf16|fp32]
                               [--attention-flops causal|full] [--freeze-projector]
-                              [--drop-input-grad-hooks] [--peak-tflops T] [--json PATH]
+                              [--peak-tflops T] [--json PATH]
 
 Builds LLaVA-1.5 with random weights straight on the device (nothing is downloaded): "7b" is
 Llama-2-7B (hidden 4096, MLP 11008, 32 layers, 32 heads, vocabulary 32064), "13b" Llama-2-13B
 (hidden 5120, MLP 13824, 40 layers, 40 heads), both behind the CLIP ViT-L/14-336 vision tower
 (hidden 1024, MLP 4096, 24 layers, 16 heads, 336 px images, 14 px patches: 576 image tokens) and
 the 2-layer GELU projector; "tiny" (2 layers, hidden 128, same vocabulary and 576 image tokens)
-smoke-runs on a CPU. It then trains the way the LLaVA-1.5 LoRA recipe does, with the helpers
-of `ldrt_core.train.model`: LoRA r=128, alpha=256, dropout 0.05 on the language model's
-q/k/v/o/gate/up/down projections (`lora_target_pattern`), the projector trainable too (lr 2e-5;
-`--freeze-projector` freezes it), non-reentrant gradient checkpointing
-(`enable_gradient_checkpointing`), FlashAttention-2 when `flash_attn` imports on CUDA, else SDPA
-(`attention_implementation`), torch AdamW (fused on CUDA; LoRA lr 2e-4). The base weights are
-bf16; PEFT keeps the LoRA weights in fp32 and the forward pass runs under bf16 autocast, as the
-Hugging Face Trainer does with `bf16=True`. On a CPU `--dtype auto` means fp32, no autocast.
-
-Enabling gradient checkpointing and `get_peft_model` both hook every input embedding so that its
-output requires grad, the CLIP patch embedding included: backward then runs through the frozen
-vision tower (activation gradients nobody uses) and recomputes its checkpointed layers. That is
-what the helpers do today, so it is the default here; `--drop-input-grad-hooks` removes the hooks
-(`disable_input_require_grads`, safe with non-reentrant checkpointing) to measure the tower
-forward only.
+smoke-runs on a CPU. It then sets the model up exactly as `ldrt train` stage 2 does
+(`ldrt_core.train.loop.prepare_model`): LoRA r=128, alpha=256, dropout 0.05 on the language
+model's q/k/v/o/gate/up/down projections, the projector trainable too (lr 2e-5;
+`--freeze-projector` freezes it), trainable weights in fp32, non-reentrant gradient checkpointing
+with the input-embedding grad hooks removed (so the frozen vision tower runs forward only),
+FlashAttention-2 when `flash_attn` imports on CUDA, else SDPA; torch AdamW (fused on CUDA; LoRA
+lr 2e-4). The base weights are bf16 and the forward pass runs under bf16 autocast, as `ldrt
+train` does on a GPU. On a CPU `--dtype auto` means fp32, no autocast.
 
 Every sample is `--seq-len` random token ids whose first 576 (the shape's image_seq_length) are
 the image token, so one random 336x336 image goes with each, and labels that ignore the image
@@ -94,12 +87,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
-from ldrt_core.train.model import (
-    attention_implementation,
-    enable_gradient_checkpointing,
-    lora_target_pattern,
-    projector_parameters,
-)
+from ldrt_core.train.loop import TrainConfig, parameter_groups, prepare_model
+from ldrt_core.train.model import attention_implementation, projector_parameters
 
 LORA_RANK = 128
 LORA_ALPHA = 256
@@ -197,7 +186,7 @@ class Result:
     peak_memory_gib: float | None = None
     loss_first: float = 0.0
     loss_last: float = 0.0
-    vision_backward: bool = True
+    vision_backward: bool = False
 
 
 def llava_config(shape: Shape) -> Any:
@@ -332,8 +321,6 @@ def make_batch(
 
 
 def run_shape(shape: Shape, args: argparse.Namespace, device: torch.device) -> Result:
-    from peft import LoraConfig, get_peft_model
-
     cuda = device.type == "cuda"
     name = (
         torch.cuda.get_device_name(device) if cuda else f"CPU ({torch.get_num_threads()} threads)"
@@ -346,7 +333,6 @@ def run_shape(shape: Shape, args: argparse.Namespace, device: torch.device) -> R
     result = Result(shape=shape.name, device=name, status="ok", attention=attn)
     result.seq_len, result.batch_size = args.seq_len, args.batch_size
     result.steps, result.warmup = args.steps, args.warmup
-    result.vision_backward = not args.drop_input_grad_hooks
 
     torch.manual_seed(0)
     if cuda:
@@ -355,25 +341,20 @@ def run_shape(shape: Shape, args: argparse.Namespace, device: torch.device) -> R
     started = time.perf_counter()
     model = build_model(shape, device, dtype, attn)
     lm, dec, vision, conv, proj1, proj2 = count_weights(model)
-    model.requires_grad_(False)
-    enable_gradient_checkpointing(model)
-    lora_config = LoraConfig(
-        r=LORA_RANK,
+    # The product's own setup: freeze, checkpointing, LoRA on the language model, projector at
+    # its own rate, trainable weights in fp32, input-embedding grad hooks dropped.
+    config = TrainConfig.for_stage(
+        "instruct",
+        lora_r=LORA_RANK,
         lora_alpha=LORA_ALPHA,
         lora_dropout=LORA_DROPOUT,
-        target_modules=lora_target_pattern(model),
-        bias="none",
+        learning_rate=LORA_LR,
+        projector_lr=0 if args.freeze_projector else PROJECTOR_LR,
     )
-    if args.drop_input_grad_hooks:
-        drop_input_grad_hooks(model)
     with warnings.catch_warnings():  # peft asks for `is_gradient_checkpointing` (deprecated)
         warnings.simplefilter("ignore", FutureWarning)
-        model = get_peft_model(model, lora_config)
-    if args.drop_input_grad_hooks:
-        drop_input_grad_hooks(model.get_base_model())
-    projector = [] if args.freeze_projector else [p for _, p in projector_parameters(model)]
-    for param in projector:
-        param.requires_grad_(True)
+        model = prepare_model(model, config)
+    projector = [p for _, p in projector_parameters(model) if p.requires_grad]
     model.train()
     if cuda:
         torch.cuda.synchronize(device)
@@ -397,10 +378,8 @@ def run_shape(shape: Shape, args: argparse.Namespace, device: torch.device) -> R
     autocast = dtype == torch.bfloat16
     result.dtype = f"{dtype_name} base, {lora_dtype} LoRA" + (", bf16 autocast" if autocast else "")
 
-    groups: list[dict[str, Any]] = [{"params": lora, "lr": LORA_LR}]
-    if projector:
-        groups.append({"params": projector, "lr": PROJECTOR_LR})
-    optimizer = torch.optim.AdamW(groups, lr=LORA_LR, weight_decay=0.0, fused=cuda)
+    groups = parameter_groups(model, config)
+    optimizer = torch.optim.AdamW(groups, weight_decay=0.0, fused=cuda)
     batch = make_batch(shape, args.seq_len, args.batch_size, device, dtype)
 
     def step() -> float:
@@ -429,7 +408,7 @@ def run_shape(shape: Shape, args: argparse.Namespace, device: torch.device) -> R
         args.seq_len,
         args.batch_size,
         projector_trainable=bool(projector),
-        vision_backward=not args.drop_input_grad_hooks,
+        vision_backward=False,
         attention_flops=args.attention_flops,
     )
     result.model_tflop_per_step = model_flops / 1e12
@@ -443,20 +422,6 @@ def run_shape(shape: Shape, args: argparse.Namespace, device: torch.device) -> R
             result.hfu = hardware_flops / result.step_s / 1e12 / result.peak_tflops
         result.peak_memory_gib = torch.cuda.max_memory_allocated(device) / 2**30
     return result
-
-
-def drop_input_grad_hooks(model: Any) -> None:
-    """Remove the forward hooks that make every input embedding's output require grad.
-
-    Enabling gradient checkpointing and `get_peft_model` each register them (on the CLIP patch
-    embedding as well as the token embedding), so backward runs through the frozen vision
-    tower and recomputes its checkpointed layers. With non-reentrant checkpointing they are
-    not needed. Call once before `get_peft_model` and once after: the second registration
-    replaces the list that `disable_input_require_grads` reads.
-    """
-    disable = getattr(model, "disable_input_require_grads", None)
-    if disable is not None:
-        disable()
 
 
 def free_memory(device: torch.device) -> None:
@@ -487,9 +452,9 @@ def report(result: Result, attention_flops: str) -> None:
         ("attention", result.attention),
         (
             "vision",
-            "forward + unneeded backward and recompute (input-embedding hooks kept)"
+            "forward + unneeded backward and recompute"
             if result.vision_backward
-            else "forward only (--drop-input-grad-hooks)",
+            else "forward only (frozen; no backward through it)",
         ),
         ("dtype", result.dtype),
         (
@@ -560,12 +525,6 @@ def main() -> None:
     parser.add_argument("--dtype", choices=("auto", "bf16", "fp32"), default="auto")
     parser.add_argument("--attention-flops", choices=("causal", "full"), default="causal")
     parser.add_argument("--freeze-projector", action="store_true")
-    parser.add_argument(
-        "--drop-input-grad-hooks",
-        action="store_true",
-        help="remove the input-embedding hooks that gradient checkpointing and PEFT register, "
-        "so that backward no longer runs through the frozen vision tower",
-    )
     parser.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 TFLOP/s")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = parser.parse_args()
