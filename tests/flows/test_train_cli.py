@@ -15,25 +15,31 @@ import pytest
 
 from tests.flows.test_cli import run_ldrt
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 
-def test_train_both_stages_list_show_merge(
-    tmp_path: Path, pg_url: str, s3_env: dict[str, str]
+def generate_conversations(
+    cwd: Path, papers: int, seed: int, env: dict[str, str] | None = None
 ) -> None:
-    env = {**s3_env, "LDRT_DB_URL": pg_url, "LDRT_TRAIN_CHECKPOINT_EVERY": "2"}
-    assert (
-        run_ldrt(["sample-corpus", "papers", "--papers", "3", "--seed", "5"], tmp_path).returncode
-        == 0
-    )
+    """The sample corpus through refresh, extract, dataset build and qa generate, by the CLI."""
+    made = run_ldrt(["sample-corpus", "papers", "--papers", str(papers), "--seed", str(seed)], cwd)
+    assert made.returncode == 0, made.stderr
     for args in (
         ["refresh", "--source", "folder:papers"],
         ["extract", "--pending"],
         ["dataset", "build"],
         ["qa", "generate"],
     ):
-        result = run_ldrt(args, tmp_path, env, timeout=300)
+        result = run_ldrt(args, cwd, env, timeout=300)
         assert result.returncode == 0, (args, result.stderr)
+
+
+@pytest.mark.integration
+def test_train_both_stages_list_show_merge(
+    tmp_path: Path, pg_url: str, s3_env: dict[str, str]
+) -> None:
+    env = {**s3_env, "LDRT_DB_URL": pg_url, "LDRT_TRAIN_CHECKPOINT_EVERY": "2"}
+    generate_conversations(tmp_path, papers=3, seed=5, env=env)
 
     trained = run_ldrt(
         ["train", "--stage", "both", "--max-steps", "3", "--lora-r", "8", "--lora-alpha", "16"],
@@ -67,7 +73,6 @@ def test_train_both_stages_list_show_merge(
     assert "Traceback" not in missing.stderr
 
 
-@pytest.mark.slow
 def test_two_processes_train_one_run_with_zero3(tmp_path: Path) -> None:
     """`torchrun --nproc_per_node 2 -m flows.cli train --deepspeed zero3` on CPU (gloo): the two
     ranks share one run id, rank 0 alone records it, and every sample is seen once a step."""
@@ -78,17 +83,7 @@ def test_two_processes_train_one_run_with_zero3(tmp_path: Path) -> None:
     from tests.conftest import _free_port as free_port
     from tests.flows.test_cli import REPO
 
-    assert (
-        run_ldrt(["sample-corpus", "papers", "--papers", "2", "--seed", "8"], tmp_path).returncode
-        == 0
-    )
-    for args in (
-        ["refresh", "--source", "folder:papers"],
-        ["extract", "--pending"],
-        ["dataset", "build"],
-        ["qa", "generate"],
-    ):
-        assert run_ldrt(args, tmp_path, timeout=300).returncode == 0, args
+    generate_conversations(tmp_path, papers=2, seed=8)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LDRT_", "PREFECT_"))}
     env |= {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     launched = subprocess.run(

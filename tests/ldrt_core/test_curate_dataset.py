@@ -18,11 +18,8 @@ from ldrt_core.curate.records import PairCandidate
 from ldrt_core.curate.split import split_of, split_pairs
 from ldrt_core.db.models import DatasetMember, DatasetVersion, Pair
 from ldrt_core.errors import ConfigError, LdrtError
-from ldrt_core.extract.stage import extract_document, pending_documents
-from ldrt_core.refresh import refresh
-from ldrt_core.samples import write_sample_corpus
-from ldrt_core.sources import open_source
 from ldrt_core.store import ArtifactStore, open_store
+from tests.support.corpus import extracted_world
 
 pytestmark = pytest.mark.unit
 
@@ -99,17 +96,9 @@ def test_an_eval_image_that_duplicates_a_train_image_is_dropped() -> None:
 
 @pytest.fixture(scope="module")
 def extracted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Engine, ArtifactStore]:
-    home = tmp_path_factory.mktemp("home")
-    settings = load_settings({"LDRT_HOME": str(home)})
-    engine = db.connect(settings)
-    db.upgrade(engine)
-    store = open_store(settings)
-    folder = tmp_path_factory.mktemp("papers")
-    write_sample_corpus(folder, papers=8, seed=2)
-    source = open_source(settings, f"folder:{folder}")
-    refresh(engine, store, source, "LDRT")
-    for sha in pending_documents(engine):
-        extract_document(engine, store, sha)
+    engine, store = extracted_world(
+        tmp_path_factory.mktemp("home"), tmp_path_factory.mktemp("papers"), papers=8, seed=2
+    )
     return engine, store
 
 

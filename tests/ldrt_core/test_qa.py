@@ -12,18 +12,14 @@ import pytest
 from sqlalchemy import Engine, select
 
 from ldrt_core import db
-from ldrt_core.config import load_settings
 from ldrt_core.curate.dataset import CurationConfig, build_dataset
 from ldrt_core.db.models import DatasetVersion
-from ldrt_core.extract.stage import extract_document, pending_documents
 from ldrt_core.llm.openai_http import OpenAIHTTPClient
 from ldrt_core.qa import LLMQAGenerator, TemplateQAGenerator, generate_for_dataset
 from ldrt_core.qa.clean import clean_turn
 from ldrt_core.qa.prompts import BRIEF_INSTRUCTIONS, SCHEMA
-from ldrt_core.refresh import refresh
-from ldrt_core.samples import write_sample_corpus
-from ldrt_core.sources import open_source
-from ldrt_core.store import ArtifactStore, open_store
+from ldrt_core.store import ArtifactStore
+from tests.support.corpus import extracted_world
 from tests.support.openai_replay import Malformed, OpenAIReplay, Reply, Sleep, Status
 
 pytestmark = pytest.mark.unit
@@ -72,15 +68,9 @@ def test_leaking_turns_are_dropped_and_prefixes_trimmed(
 
 @pytest.fixture(scope="module")
 def curated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Engine, ArtifactStore, str]:
-    settings = load_settings({"LDRT_HOME": str(tmp_path_factory.mktemp("home"))})
-    engine = db.connect(settings)
-    db.upgrade(engine)
-    store = open_store(settings)
-    folder = tmp_path_factory.mktemp("papers")
-    write_sample_corpus(folder, papers=8, seed=0)
-    refresh(engine, store, open_source(settings, f"folder:{folder}"), "LDRT")
-    for sha in pending_documents(engine):
-        extract_document(engine, store, sha)
+    engine, store = extracted_world(
+        tmp_path_factory.mktemp("home"), tmp_path_factory.mktemp("papers"), papers=8, seed=0
+    )
     version = build_dataset(engine, store, CurationConfig(eval_share=0.2)).id
     return engine, store, version
 

@@ -18,16 +18,10 @@ import torch
 from sqlalchemy import Engine
 
 from ldrt_core import db
-from ldrt_core.config import load_settings
 from ldrt_core.curate.dataset import CurationConfig, build_dataset
 from ldrt_core.db.models import TrainingRun
 from ldrt_core.errors import LdrtError, TrainingError
-from ldrt_core.extract.stage import extract_document, pending_documents
 from ldrt_core.qa import TemplateQAGenerator, generate_for_dataset
-from ldrt_core.refresh import refresh
-from ldrt_core.samples import write_sample_corpus
-from ldrt_core.sources import open_source
-from ldrt_core.store import open_store
 from ldrt_core.train.loop import StepReport, TrainConfig
 from ldrt_core.train.model import TINY_RANDOM, load_llava
 from ldrt_core.train.runs import (
@@ -39,6 +33,7 @@ from ldrt_core.train.runs import (
     resume_stage,
     train_stage,
 )
+from tests.support.corpus import extracted_world
 
 pytestmark = pytest.mark.slow
 
@@ -50,15 +45,7 @@ class Crash(Exception):
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     home = tmp_path_factory.mktemp("home")
-    settings = load_settings({"LDRT_HOME": str(home)})
-    engine = db.connect(settings)
-    db.upgrade(engine)
-    store = open_store(settings)
-    folder = tmp_path_factory.mktemp("papers")
-    write_sample_corpus(folder, papers=4, seed=3)
-    refresh(engine, store, open_source(settings, f"folder:{folder}"), "LDRT")
-    for sha in pending_documents(engine):
-        extract_document(engine, store, sha)
+    engine, store = extracted_world(home, tmp_path_factory.mktemp("papers"), papers=4, seed=3)
     curated = build_dataset(engine, store, CurationConfig(eval_share=0.25)).id
     qa = generate_for_dataset(engine, store, curated, TemplateQAGenerator())
     return {

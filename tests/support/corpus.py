@@ -1,0 +1,33 @@
+"""The sample corpus taken through the pipeline in-process, for tests that need its products.
+
+`extracted_world(home, papers_dir, papers, seed)`: a migrated SQLite database and a local store
+under `home`, holding `papers` generated papers refreshed from `papers_dir` and extracted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from ldrt_core import db
+from ldrt_core.config import load_settings
+from ldrt_core.extract.stage import extract_document, pending_documents
+from ldrt_core.refresh import refresh
+from ldrt_core.samples import write_sample_corpus
+from ldrt_core.sources import open_source
+from ldrt_core.store import ArtifactStore, open_store
+
+
+def extracted_world(
+    home: Path, papers_dir: Path, *, papers: int, seed: int
+) -> tuple[Engine, ArtifactStore]:
+    settings = load_settings({"LDRT_HOME": str(home)})
+    engine = db.connect(settings)
+    db.upgrade(engine)
+    store = open_store(settings)
+    write_sample_corpus(papers_dir, papers=papers, seed=seed)
+    refresh(engine, store, open_source(settings, f"folder:{papers_dir}"), "LDRT")
+    for sha in pending_documents(engine):
+        extract_document(engine, store, sha)
+    return engine, store
