@@ -68,10 +68,14 @@ class Message:
 
 @dataclass(frozen=True)
 class Request:
-    """One chat completion. With `json_schema`, the answer must be JSON valid against it."""
+    """One chat completion. With `json_schema`, the answer must be JSON valid against it:
+    the server is asked for it (structured output) and the client checks it, re-asking when it is
+    not. `check_json=False` leaves the checking to the caller (a judge with its own fallback
+    parser): the schema is still sent, and any text comes back as it is."""
 
     messages: tuple[Message, ...]
     json_schema: Mapping[str, Any] | None = None
+    check_json: bool = True
     temperature: float = 0.2
     max_tokens: int = 1024
     seed: int | None = None

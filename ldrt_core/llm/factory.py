@@ -10,8 +10,11 @@ from ldrt_core.llm.base import LLMClient, LLMConfigError
 BACKENDS = ("openai", "hf", "vllm")
 
 
-def open_llm(settings: Settings, backend: str, model: str | None = None) -> LLMClient:
-    """An `LLMClient` for `backend`; `model` overrides LDRT_LLM_MODEL."""
+def open_llm(
+    settings: Settings, backend: str, model: str | None = None, base_url: str | None = None
+) -> LLMClient:
+    """An `LLMClient` for `backend`; `model` overrides LDRT_LLM_MODEL, `base_url`
+    LDRT_LLM_BASE_URL."""
     name = model or settings.llm_model
     if backend == "openai":
         from ldrt_core.llm.openai_http import OpenAIHTTPClient
@@ -19,7 +22,7 @@ def open_llm(settings: Settings, backend: str, model: str | None = None) -> LLMC
         if not name:
             raise LLMConfigError("set LDRT_LLM_MODEL (or --model) to the model the endpoint serves")
         return OpenAIHTTPClient(
-            base_url=settings.llm_base_url,
+            base_url=base_url or settings.llm_base_url,
             model=name,
             api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
             concurrency=settings.llm_concurrency,

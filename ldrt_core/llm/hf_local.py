@@ -351,7 +351,7 @@ def _start(request: Request, validators: dict[str, Validator | LLMConfigError]) 
     if not request.messages:
         return Failure("expected at least one message", 0)
     validator = None
-    if request.json_schema is not None:
+    if request.json_schema is not None and request.check_json:
         found = _validator(request.json_schema, validators)
         if isinstance(found, LLMConfigError):
             return Failure(str(found), 0)

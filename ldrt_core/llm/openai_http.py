@@ -197,7 +197,7 @@ class OpenAIHTTPClient(LLMClient):
     ) -> Completion | Failure:
         try:
             schema = request.json_schema
-            validator = None if schema is None else schemas.get(schema)
+            validator = None if schema is None or not request.check_json else schemas.get(schema)
             messages = [_message(i, m) for i, m in enumerate(request.messages)]
         except LLMError as exc:
             return Failure(str(exc), 0)

@@ -99,6 +99,14 @@ def test_without_a_schema_the_text_comes_back_unparsed() -> None:
     assert "response_format" not in server.requests[0] and "seed" not in server.requests[0]
 
 
+def test_check_json_off_sends_the_schema_but_returns_any_text_unasked() -> None:
+    with OpenAIReplay(["Rating: [[7]]", GOOD]) as server:
+        result = client(server.url).complete(ask(check_json=False))
+    assert (result.text, result.parsed, result.attempts) == ("Rating: [[7]]", None, 1)
+    (body,) = server.requests  # not asked again
+    assert body["response_format"]["json_schema"]["schema"] == SCHEMA
+
+
 @pytest.mark.parametrize(
     "answer",
     [
