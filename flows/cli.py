@@ -685,6 +685,100 @@ def model_merge(
     console.print(f"merged {row.stage} run {row.id[:12]} into {target}")
 
 
+@app.command("evaluate")
+def evaluate(
+    ctx: typer.Context,
+    run: Annotated[str, typer.Option(help="The training run to evaluate (id, prefix or latest).")],
+    baseline: Annotated[
+        str, typer.Option(help="'base' (the base model it was trained from) or another run.")
+    ] = "base",
+    judge: Annotated[
+        list[str] | None,
+        typer.Option(help="A judge: MODEL[@BASE_URL] or hf:DIR; repeat for more (LDRT_JUDGES)."),
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="Dataset version (default: the run's own).")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="First N held-out conversations.")
+    ] = None,
+    temperature: Annotated[float, typer.Option(min=0, help="Answer sampling temperature.")] = 0.2,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Longest answer (tokens).")] = 512,
+    base_model: Annotated[
+        str | None, typer.Option(help="The base model's directory, if it moved since training.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Answer the held-out questions with the baseline and the tuned model, score them (judges,
+    ROUGE, length ratio, hedging) and store the report."""
+    from rich.progress import Progress
+
+    from ldrt_core.evaluate.answer import Sampling
+    from ldrt_core.evaluate.stage import evaluate_run, open_judges
+    from ldrt_core.store import open_store
+
+    settings = _settings(ctx)
+    judges = open_judges(settings, judge or [])
+    sampling = Sampling(temperature=temperature, max_new_tokens=max_new_tokens)
+    try:
+        with Progress(console=err_console, transient=as_json) as bar:
+            tasks: dict[str, Any] = {}
+
+            def progress(what: str, done: int, total: int) -> None:
+                if what not in tasks:
+                    tasks[what] = bar.add_task(what, total=total)
+                bar.update(tasks[what], completed=done, total=total)
+
+            summary = evaluate_run(
+                _engine(settings),
+                open_store(settings),
+                run=run,
+                baseline=baseline,
+                judges=judges,
+                dataset=dataset,
+                limit=limit,
+                sampling=sampling,
+                base_model=base_model,
+                progress=progress,
+            )
+    finally:
+        for j in judges:
+            j.client.close()
+    if as_json:
+        from dataclasses import asdict
+
+        print(json.dumps(asdict(summary), indent=2, default=str))
+        return
+    console.print(
+        f"{summary.items} questions, judges: {', '.join(summary.judges) or 'none'}\n"
+        f"report: {summary.report_prefix}/report.md (`ldrt report {run}`)"
+    )
+
+
+@app.command("report")
+def report(
+    ctx: typer.Context,
+    run: Annotated[str, typer.Argument(help="A training run (id, prefix or latest).")],
+    out: Annotated[
+        Path | None, typer.Option(help="Also write report.md, report.json and plots here.")
+    ] = None,
+) -> None:
+    """Print the newest evaluation report of a run (markdown)."""
+    from ldrt_core.evaluate.stage import latest_report
+    from ldrt_core.store import open_store
+
+    settings = _settings(ctx)
+    store = open_store(settings)
+    row = latest_report(_engine(settings), run)
+    assert row.report_key is not None
+    prefix = row.report_key.rsplit("/", 1)[0]
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        for key in store.list(prefix + "/"):
+            store.get_file(key, out / key.rsplit("/", 1)[-1])
+    print(store.get(row.report_key).decode())
+
+
 def _read_config(path: Path) -> dict[str, object]:
     import yaml
 

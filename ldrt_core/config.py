@@ -160,6 +160,12 @@ class Settings(BaseSettings):
         default=200, ge=0, description="Optimizer steps between checkpoints (0: none)."
     )
 
+    # ---- evaluation
+    judges: str = Field(
+        default="",
+        description="LLM judges, comma-separated MODEL[@BASE_URL] (OpenAI-compatible) or hf:DIR.",
+    )
+
     @field_validator("db_url")
     @classmethod
     def _check_db_url(cls, value: str) -> str:

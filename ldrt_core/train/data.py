@@ -47,6 +47,7 @@ __all__ = [
     "Sample",
     "SampleDataset",
     "prepare_samples",
+    "render_prompt",
     "render_segments",
 ]
 
@@ -130,6 +131,18 @@ def render_segments(
         segments.append((answer, True))
         done = full
     return [(text, trained) for text, trained in segments if text]
+
+
+def render_prompt(processor: Any, history: Sequence[tuple[str, str]], question: str) -> str:
+    """The text a model answers `question` from, after `history`'s (question, answer) turns,
+    exactly as training rendered it (same template, EOS after each earlier answer), ending with
+    the generation prompt; `<image>` (unexpanded) goes with the first question."""
+    turns: list[dict[str, str]] = []
+    for index, (asked, answered) in enumerate([*history, (question, "-")]):
+        turns.append({"from": "human", "value": f"{IMAGE_TOKEN}\n{asked}" if index == 0 else asked})
+        turns.append({"from": "gpt", "value": answered})
+    segments = render_segments(turns, processor, stage="instruct")
+    return "".join(text for text, _ in segments[:-1])
 
 
 def _messages(conversations: Sequence[Mapping[str, str]]) -> list[dict[str, Any]]:

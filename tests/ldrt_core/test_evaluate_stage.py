@@ -1,0 +1,184 @@
+"""The evaluation stage end to end: the tiny LLaVA answers with and without its adapter, judges
+score over real HTTP, and the report lands in the store with its rows in the database.
+
+Input: the sample corpus through curation, template QA and a short stage-2 run of the tiny random
+LLaVA; judges are `OpenAIHTTPClient`s talking to a loopback OpenAI-compatible replay server
+whose verdicts are scripted. Output: assertions on answers, scores, cache use, rows and report.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from ldrt_core import db
+from ldrt_core.curate.dataset import CurationConfig, build_dataset
+from ldrt_core.db.models import EvaluationRun, EvaluationScore
+from ldrt_core.errors import LdrtError
+from ldrt_core.evaluate.answer import (
+    Sampling,
+    TransformersAnswerer,
+    answerer_for_run,
+    load_eval_items,
+)
+from ldrt_core.evaluate.judge import Judge
+from ldrt_core.evaluate.stage import NO_JUDGE_NOTE, evaluate_run, latest_report
+from ldrt_core.llm.openai_http import OpenAIHTTPClient
+from ldrt_core.qa import TemplateQAGenerator, generate_for_dataset
+from ldrt_core.train.loop import TrainConfig
+from ldrt_core.train.model import TINY_RANDOM
+from ldrt_core.train.runs import train_stage
+from tests.support.corpus import extracted_world
+from tests.support.openai_replay import OpenAIReplay
+
+pytestmark = pytest.mark.slow
+
+FAST = Sampling(temperature=0.0, max_new_tokens=12)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    home = tmp_path_factory.mktemp("home")
+    engine, store = extracted_world(home, tmp_path_factory.mktemp("papers"), papers=4, seed=6)
+    curated = build_dataset(engine, store, CurationConfig(eval_share=0.3)).id
+    qa = generate_for_dataset(engine, store, curated, TemplateQAGenerator())
+    run = train_stage(
+        engine,
+        store,
+        home,
+        dataset=qa.instruct_id,
+        base_model=TINY_RANDOM,
+        config=TrainConfig.for_stage(
+            "instruct", max_steps=6, learning_rate=2e-2, lora_r=8, lora_alpha=16
+        ),
+    )
+    return {"engine": engine, "store": store, "run": run.run_id, "instruct": qa.instruct_id}
+
+
+def verdict(body: dict[str, Any]) -> str:
+    """Scripted judges: "judge-a" gives 8 when the prompt mentions Gy, else 2; "judge-b" never
+    answers with a verdict, to show an unparsable one is recorded as missing, not as a 0."""
+    if body["model"] == "judge-b":
+        return "I would rather not grade this."
+    prompt = json.dumps(body["messages"])
+    return json.dumps({"score": 8 if "Gy" in prompt else 2, "reason": "scripted"})
+
+
+def test_eval_items_are_the_held_out_turns_with_their_context(world: dict[str, Any]) -> None:
+    version, items = load_eval_items(world["engine"], world["store"], world["instruct"])
+    assert version.id == world["instruct"] and items
+    records = json.loads(world["store"].get(f"datasets/{version.id}/llava_instruct_eval.json"))
+    turns = sum(len(r["conversations"]) // 2 for r in records)
+    assert len(items) == turns
+    assert len({i.item_id for i in items}) == len(items)
+    assert all(i.caption and "<image>" not in i.question for i in items)
+    later = [i for i in items if i.item_id.endswith("#1")]
+    assert later and all(len(i.history) == 1 for i in later)
+
+
+def test_the_adapter_changes_the_tiny_models_answers(world: dict[str, Any]) -> None:
+    engine, store = world["engine"], world["store"]
+    _, items = load_eval_items(engine, store, world["instruct"], limit=2)
+    from ldrt_core.evaluate.answer import _image
+
+    images = [_image(store, i.image) for i in items]
+    base = TransformersAnswerer(TINY_RANDOM, sampling=FAST)
+    tuned = answerer_for_run(engine, store, world["run"], FAST, None)
+    assert type(tuned.model).__name__ == "PeftModelForCausalLM"  # applied, not merged
+    assert base.key != tuned.key
+    plain = base.answer(items, images)
+    adapted = tuned.answer(items, images)
+    assert len(plain) == len(adapted) == len(items)
+    assert plain != adapted
+    assert base.answer(items, images) == plain  # greedy: the same answers again
+
+
+def test_evaluate_scores_both_models_and_stores_the_report(world: dict[str, Any]) -> None:
+    engine, store = world["engine"], world["store"]
+    with OpenAIReplay(verdict) as server:
+        judges = [
+            Judge(
+                name,
+                OpenAIHTTPClient(
+                    server.url, name, api_key=None, max_retries=0, max_invalid_retries=0
+                ),
+            )
+            for name in ("judge-a", "judge-b")
+        ]
+        summary = evaluate_run(
+            engine, store, run=world["run"], judges=judges, limit=3, sampling=FAST
+        )
+        first_hits = server.hits["chat"]
+        again = evaluate_run(engine, store, run=world["run"], judges=judges, limit=3, sampling=FAST)
+        # Answers and judge-a's verdicts came from the store; judge-b's failures are asked again.
+        assert server.hits["chat"] - first_hits == 2 * summary.items
+    assert first_hits == 2 * 2 * summary.items  # two models, two judges
+    assert again.data == summary.data
+    with db.session_scope(engine) as session:
+        rows = list(
+            session.scalars(
+                select(EvaluationRun).where(EvaluationRun.id.in_(summary.evaluations.values()))
+            )
+        )
+        assert {r.status for r in rows} == {"completed"}
+        assert {r.training_run_id for r in rows} == {None, world["run"]}
+        assert all(r.report_key == f"{summary.report_prefix}/report.md" for r in rows)
+        per_model = session.scalar(
+            select(func.count())
+            .select_from(EvaluationScore)
+            .where(EvaluationScore.evaluation_run_id == rows[0].id)
+        )
+        assert per_model == summary.items * (3 + 2 + 2)  # rouge x3, length, hedges, 2 judges
+        judged = list(
+            session.scalars(
+                select(EvaluationScore).where(EvaluationScore.metric == "judge:judge-a")
+            )
+        )
+        assert judged and all(s.value in (2.0, 8.0) for s in judged)
+        refused = list(
+            session.scalars(
+                select(EvaluationScore).where(EvaluationScore.metric == "judge:judge-b")
+            )
+        )
+        assert refused and all(s.value is None and s.detail["error"] for s in refused)
+    for name in ("report.md", "report.json", "scores.png"):
+        assert store.exists(f"{summary.report_prefix}/{name}")
+    markdown = store.get(f"{summary.report_prefix}/report.md").decode()
+    assert "judge-a" in markdown and "ROUGE" in markdown
+    assert latest_report(engine, world["run"]).report_key == f"{again.report_prefix}/report.md"
+
+
+def test_without_judges_the_report_says_so_and_keeps_the_text_metrics(
+    world: dict[str, Any],
+) -> None:
+    engine, store = world["engine"], world["store"]
+    summary = evaluate_run(engine, store, run=world["run"], limit=2, sampling=FAST)
+    markdown = store.get(f"{summary.report_prefix}/report.md").decode()
+    assert NO_JUDGE_NOTE in markdown and "ROUGE" in markdown
+    assert not store.exists(f"{summary.report_prefix}/scores.png")
+    assert summary.judges == []
+
+
+def test_an_unfinished_run_cannot_be_evaluated(world: dict[str, Any], tmp_path: Path) -> None:
+    engine = world["engine"]
+    from ldrt_core.db.models import TrainingRun
+
+    with db.session_scope(engine) as session:
+        row = session.get(TrainingRun, world["run"])
+        assert row is not None
+        copy = TrainingRun(
+            id="00000000-dead-beef-0000-000000000000",
+            stage="instruct",
+            base_model=row.base_model,
+            dataset_id=row.dataset_id,
+            status="failed",
+            config=row.config,
+            config_hash=row.config_hash,
+        )
+        session.add(copy)
+    with pytest.raises(LdrtError, match="evaluate a completed run"):
+        evaluate_run(engine, world["store"], run="00000000-dead", limit=1, sampling=FAST)
