@@ -47,9 +47,9 @@ from ldrt_core.train.runs import find_run
 __all__ = ["NO_JUDGE_NOTE", "EvaluationSummary", "evaluate_run", "latest_report", "open_judges"]
 
 NO_JUDGE_NOTE = (
-    "No LLM judge was configured, so answers were not scored 0-10. Set LDRT_JUDGES to one or "
-    "more OpenAI-compatible models (e.g. `LDRT_JUDGES=Qwen/Qwen2-72B-Instruct@http://judge:8000/v1`"
-    ", served by `vllm serve`), or pass `--judge MODEL[@URL]` to `ldrt evaluate`."
+    "set LDRT_JUDGES to one or more OpenAI-compatible models, e.g. "
+    "`LDRT_JUDGES=Qwen/Qwen2-72B-Instruct@http://judge:8000/v1` (served by `vllm serve`), or "
+    "pass `--judge MODEL[@URL]` to `ldrt evaluate`."
 )
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
