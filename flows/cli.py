@@ -672,6 +672,10 @@ def model_merge(
     base_model: Annotated[
         str | None, typer.Option(help="The base model's directory, if it moved since training.")
     ] = None,
+    keep_adapter: Annotated[
+        bool,
+        typer.Option(help="Copy the LoRA to OUT/adapter instead of merging (vLLM --enable-lora)."),
+    ] = False,
 ) -> None:
     """Write a standalone checkpoint: base model + the run's projector(s) + merged LoRA."""
     from ldrt_core.store import open_store
@@ -681,7 +685,14 @@ def model_merge(
     engine = _engine(settings)
     row = find_run(engine, run)
     target = out or settings.home / "models" / row.id
-    merge_run(engine, open_store(settings), row.id, target, base_model=base_model)
+    merge_run(
+        engine,
+        open_store(settings),
+        row.id,
+        target,
+        base_model=base_model,
+        keep_adapter=keep_adapter,
+    )
     console.print(f"merged {row.stage} run {row.id[:12]} into {target}")
 
 
@@ -707,6 +718,9 @@ def evaluate(
     base_model: Annotated[
         str | None, typer.Option(help="The base model's directory, if it moved since training.")
     ] = None,
+    backend: Annotated[
+        str, typer.Option(help="Answering: transformers, or vllm (a CUDA host with vllm).")
+    ] = "transformers",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Answer the held-out questions with the baseline and the tuned model, score them (judges,
@@ -739,6 +753,8 @@ def evaluate(
                 limit=limit,
                 sampling=sampling,
                 base_model=base_model,
+                backend=backend,
+                work_dir=settings.home,
                 progress=progress,
             )
     finally:

@@ -12,7 +12,7 @@ with their reference answers, so every model answers the same conversation.
 
 Backends: transformers (CPU or GPU; here) and vLLM with a `LoRARequest` (optional: `pip install
 -e '.[gpu]'`; it serves the base model with the run's projector, as `ldrt model merge
---keep-adapter` writes it, and the adapter unmerged).
+--keep-adapter` writes it, and applies the adapter unmerged).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ __all__ = [
     "Answerer",
     "Sampling",
     "TransformersAnswerer",
+    "VLLMAnswerer",
     "answer_items",
     "load_eval_items",
     "run_chain",
@@ -280,7 +281,12 @@ class VLLMAnswerer:  # pragma: no cover - needs vllm and a GPU
             seed=sampling.seed,
         )
         self.lora = LoRARequest("tuned", 1, str(model_dir / ADAPTER_DIR)) if lora else None
-        self.processor = self.llm.get_tokenizer()
+        from transformers import AutoProcessor
+
+        self.processor = AutoProcessor.from_pretrained(  # type: ignore[no-untyped-call]
+            str(model_dir), local_files_only=True
+        )
+        self.pad_images = "Next" not in type(self.processor).__name__
         self._key = _digest({"vllm": str(model_dir), "lora": lora})
 
     @property
@@ -288,16 +294,13 @@ class VLLMAnswerer:  # pragma: no cover - needs vllm and a GPU
         return self._key
 
     def answer(self, items: Sequence[EvalItem], images: Sequence[Any]) -> list[str]:
-        from transformers import AutoProcessor
-
         from ldrt_core.train.data import render_prompt
 
-        processor = AutoProcessor.from_pretrained(  # type: ignore[no-untyped-call]
-            self.llm.llm_engine.model_config.model
-        )
+        if self.pad_images:
+            images = [expand_to_square(image, self.processor) for image in images]
         requests = [
             {
-                "prompt": render_prompt(processor, item.history, item.question),
+                "prompt": render_prompt(self.processor, item.history, item.question),
                 "multi_modal_data": {"image": image},
             }
             for item, image in zip(items, images, strict=True)

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import importlib.util
 import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,10 +29,11 @@ from sqlalchemy import Engine
 
 from ldrt_core.config import Settings
 from ldrt_core.db import session_scope
-from ldrt_core.db.models import EvaluationRun, EvaluationScore, Pair
+from ldrt_core.db.models import EvaluationRun, EvaluationScore, Pair, TrainingRun
 from ldrt_core.errors import LdrtError
 from ldrt_core.evaluate.answer import (
     ANSWER_PROMPT_VERSION,
+    Answerer,
     Sampling,
     TransformersAnswerer,
     answer_items,
@@ -76,11 +79,24 @@ def evaluate_run(
     sampling: Sampling | None = None,
     base_model: str | None = None,
     batch_size: int = 8,
+    backend: str = "transformers",
+    work_dir: Path | None = None,
     progress: Progress | None = None,
     flow_run_id: str | None = None,
 ) -> EvaluationSummary:
-    """Answer, score and report `run` against `baseline` on the eval split of its dataset."""
+    """Answer, score and report `run` against `baseline` on the eval split of its dataset.
+
+    `backend`: "transformers" (here, CPU or GPU) or "vllm" (in-process on a CUDA host; each run
+    is written once to `work_dir/models/<run>-vllm` with its projector and its adapter kept
+    unmerged, applied per request with a `LoRARequest`)."""
     sampling = sampling or Sampling()
+    if backend not in ("transformers", "vllm"):
+        raise LdrtError(f"answering backend {backend!r}: use transformers or vllm")
+    if backend == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise LdrtError(
+            "the vllm backend needs vllm (pip install -e '.[gpu]' on a CUDA host); "
+            "answer with --backend transformers instead"
+        )
     tuned_row = find_run(engine, run)
     if tuned_row.status != "completed":
         raise LdrtError(f"run {tuned_row.id[:12]} is {tuned_row.status}: evaluate a completed run")
@@ -120,10 +136,8 @@ def evaluate_run(
             )
         try:
             model = base_model or tuned_row.base_model
-            answerer = (
-                TransformersAnswerer(model, sampling=sampling)
-                if row is None
-                else answerer_for_run(engine, store, row.id, sampling, base_model)
+            answerer = _answerer(
+                engine, store, backend, model, row, sampling, base_model, work_dir or Path(".")
             )
             answers = answer_items(
                 store,
@@ -152,6 +166,31 @@ def evaluate_run(
         store.put(f"{prefix}/{name}", payload, overwrite=True)
     _finish(engine, evaluations.values(), f"{prefix}/report.md", None)
     return EvaluationSummary(evaluations, prefix, len(items), names, report.data)
+
+
+def _answerer(
+    engine: Engine,
+    store: ArtifactStore,
+    backend: str,
+    model: str,
+    row: TrainingRun | None,
+    sampling: Sampling,
+    base_model: str | None,
+    work_dir: Path,
+) -> Answerer:
+    if backend == "transformers":
+        if row is None:
+            return TransformersAnswerer(model, sampling=sampling)
+        return answerer_for_run(engine, store, row.id, sampling, base_model)
+    from ldrt_core.evaluate.answer import VLLMAnswerer
+    from ldrt_core.train.runs import merge_run
+
+    if row is None:
+        return VLLMAnswerer(Path(model), lora=False, sampling=sampling)
+    served = work_dir / "models" / f"{row.id}-vllm"
+    if not (served / "config.json").is_file():
+        merge_run(engine, store, row.id, served, base_model=base_model, keep_adapter=True)
+    return VLLMAnswerer(served, lora=(served / "adapter").is_dir(), sampling=sampling)
 
 
 def _labelled(progress: Progress | None, what: str) -> Callable[[int, int], None] | None:

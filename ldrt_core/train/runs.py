@@ -400,9 +400,13 @@ def merge_run(
     out_dir: Path,
     *,
     base_model: str | None = None,
+    keep_adapter: bool = False,
 ) -> Path:
     """A standalone llava-hf checkpoint: the base model with the run's projector(s) and its LoRA
-    merged in, saved with the processor (loadable by `load_llava`, servable by vLLM)."""
+    merged in, saved with the processor (loadable by `load_llava`, servable by vLLM).
+
+    `keep_adapter`: the LoRA is not merged but copied to `adapter/` beside the weights, for
+    servers that apply it per request (vLLM's `--enable-lora` / `LoRARequest`)."""
     row = find_run(engine, run)
     if row.status != "completed":
         raise TrainingError(f"run {row.id[:12]} is {row.status}: only a completed run merges")
@@ -414,21 +418,25 @@ def merge_run(
         if PROJECTOR_FILE in step.outputs:
             load_projector(model, store.get(step.outputs[PROJECTOR_FILE]))
     adapter_key = row.outputs.get(f"{ADAPTER_DIR}/adapter_model.safetensors")
-    if adapter_key:
+    staging = out_dir.with_name(out_dir.name + ".part")
+    shutil.rmtree(staging, ignore_errors=True)
+    if adapter_key and keep_adapter:
+        for name in ("adapter_model.safetensors", "adapter_config.json"):
+            store.get_file(row.outputs[f"{ADAPTER_DIR}/{name}"], staging / ADAPTER_DIR / name)
+    elif adapter_key:
         from peft import PeftModel
 
         with tempfile.TemporaryDirectory() as tmp:
             for name in ("adapter_model.safetensors", "adapter_config.json"):
                 store.get_file(row.outputs[f"{ADAPTER_DIR}/{name}"], Path(tmp) / name)
             model = PeftModel.from_pretrained(model, tmp).merge_and_unload()
-    staging = out_dir.with_name(out_dir.name + ".part")
-    shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(staging)
     processor.save_pretrained(staging)
     provenance = {
         "training_run": row.id,
         "chain": [r.id for r in chain],
         "base_model": row.base_model,
+        "lora": "adapter/ (not merged)" if adapter_key and keep_adapter else "merged",
     }
     (staging / "ldrt_provenance.json").write_text(json.dumps(provenance, indent=1))
     if out_dir.exists():

@@ -308,7 +308,10 @@ def test_grading_over_http_scores_each_item_and_isolates_failures() -> None:
     assert asked["BOOM answer"] == 3  # two retries (max_retries=2)
     assert asked[GOOD_ANSWER] == asked[BAD_ANSWER] == 1
 
-    body = next(b for b in server.requests if GOOD_ANSWER in json.dumps(b))
+    # Requests run concurrently: pick the good answer's by its answer block, not by order.
+    body = next(
+        b for b in server.requests if block(user_prompt(b), "Assistant's Answer") == GOOD_ANSWER
+    )
     prompt = user_prompt(body)
     assert body["messages"][0] == {"role": "system", "content": SINGLE_SYSTEM}
     for context in (CAPTION, MENTIONS[0], QUESTION):

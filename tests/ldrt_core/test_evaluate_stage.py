@@ -182,3 +182,40 @@ def test_an_unfinished_run_cannot_be_evaluated(world: dict[str, Any], tmp_path: 
         session.add(copy)
     with pytest.raises(LdrtError, match="evaluate a completed run"):
         evaluate_run(engine, world["store"], run="00000000-dead", limit=1, sampling=FAST)
+
+
+def test_vllm_answering_is_prepared_or_refused_with_a_way_out(
+    world: dict[str, Any], tmp_path: Path
+) -> None:
+    """vLLM serves the base model with the run's projector and the LoRA kept unmerged: `merge_run(
+    keep_adapter=True)` writes that; without vllm installed the backend says what to do."""
+    import importlib.util
+
+    import torch
+
+    from ldrt_core.train.model import load_llava
+    from ldrt_core.train.runs import merge_run
+
+    engine, store = world["engine"], world["store"]
+    out = merge_run(engine, store, world["run"], tmp_path / "served", keep_adapter=True)
+    run = db_row(engine, world["run"])
+    for name in ("adapter_model.safetensors", "adapter_config.json"):
+        assert (out / "adapter" / name).read_bytes() == store.get(run.outputs[f"adapter/{name}"])
+    served, _ = load_llava(out)
+    base, _ = load_llava(TINY_RANDOM)
+    projector = served.model.multi_modal_projector.linear_1.weight
+    assert not torch.equal(projector, base.model.multi_modal_projector.linear_1.weight)
+    layer = "model.language_model.layers.0.self_attn.q_proj.weight"
+    assert torch.equal(served.get_parameter(layer), base.get_parameter(layer))  # LoRA not merged
+
+    with pytest.raises(LdrtError, match="use transformers or vllm"):
+        evaluate_run(engine, store, run=world["run"], backend="tgi", limit=1, sampling=FAST)
+    if importlib.util.find_spec("vllm") is None:
+        with pytest.raises(LdrtError, match=r"pip install -e '\.\[gpu\]'.*--backend transformers"):
+            evaluate_run(engine, store, run=world["run"], backend="vllm", limit=1, sampling=FAST)
+
+
+def db_row(engine: Any, run_id: str) -> Any:
+    from ldrt_core.train.runs import find_run
+
+    return find_run(engine, run_id)
