@@ -721,6 +721,9 @@ def evaluate(
     backend: Annotated[
         str, typer.Option(help="Answering: transformers, or vllm (a CUDA host with vllm).")
     ] = "transformers",
+    pairwise: Annotated[
+        bool, typer.Option(help="Judges also compare the two answers (both orders).")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Answer the held-out questions with the baseline and the tuned model, score them (judges,
@@ -755,6 +758,7 @@ def evaluate(
                 base_model=base_model,
                 backend=backend,
                 work_dir=settings.home,
+                pairwise=pairwise,
                 progress=progress,
             )
     finally:

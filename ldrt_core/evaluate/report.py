@@ -99,10 +99,12 @@ def build_report(
     judging_note: str | None = None,
     lexicon: Sequence[str] = DEFAULT_HEDGES,
     seed: int = 0,
+    pairwise: Mapping[str, Mapping[str, int]] | None = None,
 ) -> Report:
     """Compare `tuned` against `baseline`. `judges` names the verdicts (keys of
     `ItemResult.judges`) to report; empty means judging was skipped, and `judging_note` (how
-    to configure a judge) is shown in its place."""
+    to configure a judge) is shown in its place. `pairwise`: per judge, the counts of
+    `summarize_pairwise` with the baseline as "a" and the tuned model as "b"."""
     check_results(baseline, tuned)
     judges = list(dict.fromkeys(judges))
     models = (baseline, tuned)
@@ -124,6 +126,8 @@ def build_report(
     }
     if not judges:
         data["judging_note"] = judging_note
+    if pairwise:
+        data["pairwise"] = {judge: dict(counts) for judge, counts in pairwise.items()}
     data = finite(data)
     plots = draw_plots(data)
     return Report(data=data, markdown=render_markdown(data, plots), plots=plots)
@@ -372,6 +376,7 @@ def render_markdown(data: Mapping[str, Any], plots: Mapping[str, bytes]) -> str:
         md_differences,
         md_hedging,
         md_agreement,
+        md_pairwise,
         md_verdicts,
     ]
     lines: list[str] = []
@@ -527,6 +532,34 @@ def md_agreement(data: Mapping[str, Any], plots: Mapping[str, bytes]) -> list[st
         *table(["Model", "Judges", "Spearman", "Quadratic-weighted κ", "Items"], rows),
         "",
         "On the items both judges scored.",
+    ]
+
+
+def md_pairwise(data: Mapping[str, Any], plots: Mapping[str, bytes]) -> list[str]:
+    duels = data.get("pairwise")
+    if not duels:
+        return []
+    base, tuned = data["compared"]["baseline"]["label"], data["compared"]["tuned"]["label"]
+    rows = [
+        [
+            judge,
+            c.get("wins_b", 0),
+            c.get("wins_a", 0),
+            c.get("ties", 0),
+            c.get("inconsistent", 0),
+            c.get("unparsable", 0),
+            c.get("total", 0),
+        ]
+        for judge, c in duels.items()
+    ]
+    header = ["Judge", f"{tuned} better", f"{base} better", "Ties", "Of which inconsistent"]
+    return [
+        f"## Pairwise ({base} vs {tuned})",
+        "",
+        *table([*header, "Unparsable", "Questions"], rows),
+        "",
+        "Each pair was asked in both orders; a verdict that changed with the order counts as a tie "
+        "(the judge's position bias).",
     ]
 
 

@@ -40,7 +40,13 @@ from ldrt_core.evaluate.answer import (
     answerer_for_run,
     load_eval_items,
 )
-from ldrt_core.evaluate.judge import JUDGE_PROMPT_VERSION, Judge, JudgeItem
+from ldrt_core.evaluate.judge import (
+    JUDGE_PROMPT_VERSION,
+    Judge,
+    JudgeItem,
+    PairItem,
+    summarize_pairwise,
+)
 from ldrt_core.evaluate.metrics import DEFAULT_HEDGES, hedges_per_answer, length_ratio, rouge
 from ldrt_core.evaluate.records import EvalItem, ItemResult, JudgeScore, ModelResult
 from ldrt_core.evaluate.report import build_report
@@ -81,6 +87,7 @@ def evaluate_run(
     batch_size: int = 8,
     backend: str = "transformers",
     work_dir: Path | None = None,
+    pairwise: bool = False,
     progress: Progress | None = None,
     flow_run_id: str | None = None,
 ) -> EvaluationSummary:
@@ -88,7 +95,8 @@ def evaluate_run(
 
     `backend`: "transformers" (here, CPU or GPU) or "vllm" (in-process on a CUDA host; each run
     is written once to `work_dir/models/<run>-vllm` with its projector and its adapter kept
-    unmerged, applied per request with a `LoRARequest`)."""
+    unmerged, applied per request with a `LoRARequest`). `pairwise`: each judge also compares
+    the two answers to every question, in both orders (an inconsistent pair is a tie)."""
     sampling = sampling or Sampling()
     if backend not in ("transformers", "vllm"):
         raise LdrtError(f"answering backend {backend!r}: use transformers or vllm")
@@ -158,8 +166,19 @@ def evaluate_run(
         except BaseException as exc:
             _finish(engine, evaluations.values(), None, exc)
             raise
+    duels: dict[str, dict[str, int]] = {}
+    if pairwise and judges:
+        try:
+            duels = _pairwise(engine, evaluations[plan[1][0]], judges, items, results, progress)
+        except BaseException as exc:
+            _finish(engine, evaluations.values(), None, exc)
+            raise
     report = build_report(
-        results[0], results[1], judges=names, judging_note=None if judges else NO_JUDGE_NOTE
+        results[0],
+        results[1],
+        judges=names,
+        judging_note=None if judges else NO_JUDGE_NOTE,
+        pairwise=duels or None,
     )
     prefix = f"reports/{evaluations[plan[1][0]]}"
     for name, payload in report.files().items():
@@ -191,6 +210,52 @@ def _answerer(
     if not (served / "config.json").is_file():
         merge_run(engine, store, row.id, served, base_model=base_model, keep_adapter=True)
     return VLLMAnswerer(served, lora=(served / "adapter").is_dir(), sampling=sampling)
+
+
+def _pairwise(
+    engine: Engine,
+    evaluation_id: str,
+    judges: Sequence[Judge],
+    items: Sequence[EvalItem],
+    results: Sequence[ModelResult],
+    progress: Progress | None,
+) -> dict[str, dict[str, int]]:
+    """Each judge's baseline-vs-tuned verdicts: counted for the report, and recorded on the tuned
+    evaluation as `pairwise:<judge>` (1 tuned better, 0 baseline better, 0.5 tie, null none)."""
+    baseline, tuned = results
+    pairs = [
+        PairItem(
+            item_id=item.item_id,
+            category=item.category,
+            question=item.question,
+            reference=item.reference,
+            caption=item.caption,
+            mentions=item.mentions,
+            answer_a=a.answer,
+            answer_b=b.answer,
+        )
+        for item, a, b in zip(items, baseline.items, tuned.items, strict=True)
+    ]
+    counts: dict[str, dict[str, int]] = {}
+    value = {"a": 0.0, "b": 1.0, "tie": 0.5}
+    for judge in judges:
+        verdicts = judge.compare(pairs)
+        counts[judge.name] = summarize_pairwise(verdicts)
+        with session_scope(engine) as session:
+            for item, verdict in zip(items, verdicts, strict=True):
+                session.add(
+                    EvaluationScore(
+                        evaluation_run_id=evaluation_id,
+                        item_id=item.item_id[:128],
+                        category=item.category[:32],
+                        metric=f"pairwise:{judge.name}"[:128],
+                        value=value.get(verdict.winner) if verdict.winner else None,
+                        detail={"consistent": verdict.consistent, "error": verdict.error},
+                    )
+                )
+        if progress is not None:
+            progress(f"pairwise: judge {judge.name}", len(pairs), len(pairs))
+    return counts
 
 
 def _labelled(progress: Progress | None, what: str) -> Callable[[int, int], None] | None:

@@ -219,3 +219,32 @@ def db_row(engine: Any, run_id: str) -> Any:
     from ldrt_core.train.runs import find_run
 
     return find_run(engine, run_id)
+
+
+def test_pairwise_judging_counts_position_bias_as_ties(world: dict[str, Any]) -> None:
+    from ldrt_core.evaluate.judge import PAIR_SYSTEM
+
+    def biased(body: dict[str, Any]) -> str:
+        if body["messages"][0]["content"] == PAIR_SYSTEM:
+            return json.dumps({"reason": "The first one.", "winner": "A"})  # always position A
+        return json.dumps({"reason": "fine", "score": 5})
+
+    engine, store = world["engine"], world["store"]
+    with OpenAIReplay(biased) as server:
+        judge = Judge("biased", OpenAIHTTPClient(server.url, "biased", api_key=None))
+        summary = evaluate_run(
+            engine, store, run=world["run"], judges=[judge], limit=2, sampling=FAST, pairwise=True
+        )
+    counts = summary.data["pairwise"]["biased"]
+    assert counts["total"] == summary.items
+    assert counts["ties"] == counts["inconsistent"] == summary.items
+    assert counts["wins_a"] == counts["wins_b"] == 0
+    with db.session_scope(engine) as session:
+        values = list(
+            session.scalars(
+                select(EvaluationScore.value).where(EvaluationScore.metric == "pairwise:biased")
+            )
+        )
+    assert values == [0.5] * summary.items
+    markdown = store.get(f"{summary.report_prefix}/report.md").decode()
+    assert "## Pairwise" in markdown and "position bias" in markdown
