@@ -301,6 +301,55 @@ def _extract_pending(
         console.print(f"  [red]{failure['sha256'][:12]}[/] {failure['error']}")
 
 
+@app.command("demo")
+def demo(
+    ctx: typer.Context,
+    papers: Annotated[int, typer.Option(min=4, help="Sample papers to make.")] = 8,
+    steps: Annotated[int, typer.Option(min=1, help="Training steps per stage.")] = 20,
+    questions: Annotated[int, typer.Option(min=1, help="Held-out conversations to evaluate.")] = 12,
+) -> None:
+    """The main job on embedded defaults, offline: a sample corpus, refresh, extract, curate,
+    QA (template), both training stages of a tiny random LLaVA, evaluation, the report."""
+    settings = _settings(ctx)
+    corpus = settings.home / "sample"
+    started = dt.datetime.now(dt.UTC)
+
+    def say(step: str) -> None:
+        err_console.rule(f"[bold]{step}[/]")
+
+    say("1/7 sample corpus")
+    sample_corpus(corpus, papers=papers, seed=0)
+    say("2/7 refresh")
+    refresh(ctx, source=f"folder:{corpus}")
+    say("3/7 extract")
+    extract(ctx, pending=True)
+    say("4/7 curate")
+    curation = settings.home / "demo-curation.yaml"
+    curation.write_text("eval_share: 0.35  # a small corpus needs a large share held out\n")
+    dataset_build(ctx, config=curation)
+    say("5/7 QA (template backend)")
+    qa_generate(ctx, backend="template")
+    say("6/7 train (tiny random LLaVA, both stages)")
+    train(
+        ctx,
+        base_model="tiny-random",
+        epochs=100,  # --steps decides
+        max_steps=steps,
+        lora_r=16,
+        lora_alpha=32,
+        align_lr=1e-2,
+        instruct_lr=1e-2,
+        checkpoint_every=0,
+    )
+    say("7/7 evaluate")
+    evaluate(ctx, run="latest", limit=questions, max_new_tokens=64)
+    took = (dt.datetime.now(dt.UTC) - started).total_seconds()
+    console.print(
+        f"\ndemo done in {took:.0f} s. Read the report: [bold]ldrt report latest[/] "
+        f"(or `ldrt report latest --out report/` for its plots); data is under {settings.home}"
+    )
+
+
 @app.command("sample-corpus")
 def sample_corpus(
     out_dir: Annotated[Path, typer.Argument(help="Folder to write the papers into.")],

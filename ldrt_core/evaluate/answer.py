@@ -36,7 +36,7 @@ from ldrt_core.evaluate.records import EvalItem
 from ldrt_core.store import ArtifactStore
 from ldrt_core.train.data import expand_to_square
 from ldrt_core.train.loop import ADAPTER_DIR, PROJECTOR_FILE
-from ldrt_core.train.model import IMAGE_TOKEN, load_llava
+from ldrt_core.train.model import IMAGE_TOKEN, load_llava, quiet_peft
 
 __all__ = [
     "ANSWER_PROMPT_VERSION",
@@ -82,7 +82,13 @@ def load_eval_items(
     from ldrt_core.train.runs import resolve_dataset
 
     version = resolve_dataset(engine, dataset, "instruct")
-    records = json.loads(store.get(f"datasets/{version.id}/{EVAL_FILE}"))
+    key = f"datasets/{version.id}/{EVAL_FILE}"
+    if not store.exists(key):
+        raise LdrtError(
+            f"dataset {version.id[:12]} has no held-out split to evaluate on (too few papers, "
+            "or eval_share 0): build a dataset with more papers or a larger eval_share"
+        )
+    records = json.loads(store.get(key))
     context = _captions(engine, store, version)
     items: list[EvalItem] = []
     for record in records[:limit] if limit else records:
@@ -222,7 +228,8 @@ class TransformersAnswerer:
                 for name, payload in sorted(adapter.items()):
                     (Path(tmp) / name).write_bytes(payload)
                     content.update(name.encode() + hashlib.sha256(payload).digest())
-                model = PeftModel.from_pretrained(model, tmp)  # type: ignore[assignment]
+                with quiet_peft():
+                    model = PeftModel.from_pretrained(model, tmp)  # type: ignore[assignment]
         ready: Any = model
         ready.eval()
         self.model = ready

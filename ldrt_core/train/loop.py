@@ -45,6 +45,7 @@ from ldrt_core.train.model import (
     enable_gradient_checkpointing,
     lora_target_pattern,
     projector_parameters,
+    quiet_peft,
 )
 
 __all__ = [
@@ -189,7 +190,8 @@ def prepare_model(model: torch.nn.Module, config: TrainConfig) -> torch.nn.Modul
             bias="none",
             task_type="CAUSAL_LM",
         )
-        model = get_peft_model(model, lora)
+        with quiet_peft():
+            model = get_peft_model(model, lora)
     drop_input_grad_hooks(model)  # no backward through the frozen vision tower
     for _, param in projector_parameters(model):
         param.requires_grad_(train_projector)

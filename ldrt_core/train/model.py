@@ -20,6 +20,9 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +46,7 @@ __all__ = [
     "load_llava",
     "lora_target_pattern",
     "projector_parameters",
+    "quiet_peft",
 ]
 
 TINY_RANDOM = "tiny-random"
@@ -242,8 +246,18 @@ def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
     else:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)  # type: ignore[operator]
     config = getattr(model, "config", None)
-    if config is not None:
-        config.use_cache = False
+    for owner in (config, getattr(config, "text_config", None)):
+        if owner is not None:
+            owner.use_cache = False  # no KV cache while training (and no warning about it)
+
+
+@contextmanager
+def quiet_peft() -> Iterator[None]:
+    """PEFT (0.21) asks transformers' deprecated `is_gradient_checkpointing` whenever it wraps a
+    model; hide that one FutureWarning, nothing else."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+        yield
 
 
 def drop_input_grad_hooks(model: torch.nn.Module) -> int:

@@ -53,6 +53,7 @@ from ldrt_core.train.model import (
     attention_implementation,
     load_llava,
     projector_parameters,
+    quiet_peft,
 )
 
 __all__ = [
@@ -429,7 +430,8 @@ def merge_run(
         with tempfile.TemporaryDirectory() as tmp:
             for name in ("adapter_model.safetensors", "adapter_config.json"):
                 store.get_file(row.outputs[f"{ADAPTER_DIR}/{name}"], Path(tmp) / name)
-            model = PeftModel.from_pretrained(model, tmp).merge_and_unload()
+            with quiet_peft():
+                model = PeftModel.from_pretrained(model, tmp).merge_and_unload()
     model.save_pretrained(staging)
     processor.save_pretrained(staging)
     provenance = {

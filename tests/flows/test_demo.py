@@ -1,0 +1,33 @@
+"""`ldrt demo`: the main job on embedded defaults, offline, as README's first command runs it.
+
+Input: an empty folder. Output: the exit code, the stages' progress on stderr, a completed
+training run per stage, and a report that `ldrt report latest` prints.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.flows.test_cli import run_ldrt
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_runs_every_stage_and_leaves_a_report(tmp_path: Path) -> None:
+    result = run_ldrt(
+        ["demo", "--papers", "5", "--steps", "3", "--questions", "2"], tmp_path, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for step in ("1/7 sample corpus", "3/7 extract", "6/7 train", "7/7 evaluate"):
+        assert step in result.stderr
+    assert "demo done" in result.stdout
+    runs = run_ldrt(["model", "show", "latest"], tmp_path)
+    shown = json.loads(runs.stdout)
+    assert shown["status"] == "completed" and shown["stage"] == "instruct"
+    assert shown["metrics"]["steps"] == 3 and shown["parent_run_id"]
+    report = run_ldrt(["report", "latest"], tmp_path)
+    assert report.returncode == 0 and "# Evaluation report" in report.stdout
+    assert "Judging was skipped" in report.stdout and "ROUGE-1" in report.stdout
