@@ -189,7 +189,7 @@ Use the whole scale; be strict and objective.
 Reply with only this JSON object, no other text:
 {{"reason": "<one or two sentences>", "score": <integer 0-10>}}"""
 
-SINGLE_USER: Final = """\
+_GIVEN: Final = """\
 [Caption]
 {caption}
 
@@ -202,7 +202,9 @@ SINGLE_USER: Final = """\
 [The Start of Reference Answer]
 {reference}
 [The End of Reference Answer]
+"""
 
+SINGLE_USER: Final = _GIVEN + """
 [The Start of Assistant's Answer]
 {answer}
 [The End of Assistant's Answer]
@@ -224,20 +226,7 @@ Choose "tie" only when neither answer is better.
 Reply with only this JSON object, no other text:
 {{"reason": "<one or two sentences>", "winner": "A" | "B" | "tie"}}"""
 
-PAIR_USER: Final = """\
-[Caption]
-{caption}
-
-[Sentences citing the figure]
-{mentions}
-
-[Question]
-{question}
-
-[The Start of Reference Answer]
-{reference}
-[The End of Reference Answer]
-
+PAIR_USER: Final = _GIVEN + """
 [The Start of Assistant A's Answer]
 {answer_a}
 [The End of Assistant A's Answer]
