@@ -277,7 +277,10 @@ def _extract_pending(
         Progress(console=err_console, transient=as_json) as bar,
     ):
         task = bar.add_task("extracting PDFs", total=len(todo))
-        futures = [threads.submit(extract_document, engine, store, sha, pool=pool) for sha in todo]
+        futures = [
+            threads.submit(extract_document, engine, store, sha, pool=pool, force=retry_failed)
+            for sha in todo
+        ]
         for future in futures:
             outcomes.append(future.result())
             bar.advance(task)

@@ -56,3 +56,8 @@ def test_refresh_then_extract_pending(tmp_path: Path) -> None:
     assert "EncryptedPDFError" in summary["failures"][0]["error"]
     second = json.loads(run_ldrt(["extract", "--pending", "--json"], tmp_path).stdout)
     assert second["documents"] == 0
+    # --retry-failed really extracts the failed document again (it fails again: same bytes).
+    again = run_ldrt(["extract", "--pending", "--retry-failed", "--json"], tmp_path)
+    retried = json.loads(again.stdout)
+    assert (retried["documents"], retried["ok"], retried["failed"]) == (1, 0, 1)
+    assert "EncryptedPDFError" in retried["failures"][0]["error"]
