@@ -1,2 +1,3 @@
 """Prefect tasks: thin `@task` wrappers, one `ldrt_core` call each, with retries, timeouts,
-tags and cache policies. Each pipeline stage adds its tasks here."""
+tags and cache policies (`tasks.stages`; the cache choices are in its docstring), and the
+per-process resources they open from the settings (`tasks.resources`)."""

@@ -204,12 +204,15 @@ _GIVEN: Final = """\
 [The End of Reference Answer]
 """
 
-SINGLE_USER: Final = _GIVEN + """
+SINGLE_USER: Final = (
+    _GIVEN
+    + """
 [The Start of Assistant's Answer]
 {answer}
 [The End of Assistant's Answer]
 
 Grade the assistant's answer. Reply with only the JSON object."""
+)
 
 PAIR_SYSTEM: Final = f"""\
 You are an impartial judge. You compare the answers of two AI assistants, A and B, to a \
@@ -226,7 +229,9 @@ Choose "tie" only when neither answer is better.
 Reply with only this JSON object, no other text:
 {{"reason": "<one or two sentences>", "winner": "A" | "B" | "tie"}}"""
 
-PAIR_USER: Final = _GIVEN + """
+PAIR_USER: Final = (
+    _GIVEN
+    + """
 [The Start of Assistant A's Answer]
 {answer_a}
 [The End of Assistant A's Answer]
@@ -236,6 +241,7 @@ PAIR_USER: Final = _GIVEN + """
 [The End of Assistant B's Answer]
 
 Which answer is better? Reply with only the JSON object."""
+)
 
 
 # ---------------------------------------------------------------------------------- the judge

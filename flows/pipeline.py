@@ -1,0 +1,118 @@
+"""`pipeline`: the end-to-end DAG, each stage's flow run as a subflow, in order.
+
+    refresh -> extract -> curate -> qa -> train (align, instruct) -> evaluate
+
+Stages pass ids: curate's dataset version to qa, qa's instruct version to train, train's
+instruct run to evaluate. When some items of refresh, extract or qa fail (`ItemsFailed`), the
+pipeline goes on with the rest and ends Failed at the end, naming them; any other failure stops
+it there. Retrying the pipeline's flow run retries the failed items (the stage flows see it as
+a retry through `retry_failed`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from prefect import Flow, flow
+from prefect.artifacts import create_table_artifact
+from prefect.client.schemas.objects import State
+from prefect.runtime import flow_run
+
+from flows.stages import (
+    ItemsFailed,
+    curate_flow,
+    evaluate_flow,
+    extract_flow,
+    qa_flow,
+    refresh_flow,
+    train_flow,
+)
+
+
+@flow(name="pipeline")
+def pipeline(
+    source: str = "s2",
+    query: str | None = None,
+    max_papers: int | None = None,
+    curation: dict[str, Any] | None = None,
+    qa_backend: str | None = None,
+    base_model: str | None = None,
+    max_steps: int | None = None,
+    lora_r: int | None = None,
+    lora_alpha: int | None = None,
+    align_lr: float | None = None,
+    instruct_lr: float | None = None,
+    checkpoint_every: int | None = None,
+    judges: list[str] | None = None,
+    eval_limit: int | None = None,
+    max_new_tokens: int = 512,
+) -> dict[str, Any]:
+    """Refresh the corpus, extract, curate, generate QA, train both stages, evaluate.
+
+    A parameter left empty takes the stage's default or its LDRT_* setting; see each stage's
+    flow for what it means."""
+    retry = flow_run.get_run_count() > 1
+    partial: list[ItemsFailed] = []
+
+    def stage(subflow: Flow[..., Any], **parameters: Any) -> Any:
+        state = cast("State[Any]", subflow(**parameters, return_state=True))
+        if state.is_completed():
+            return state.result()
+        error = state.result(raise_on_failure=False)
+        if isinstance(error, ItemsFailed):
+            partial.append(error)
+            return error.summary
+        if isinstance(error, BaseException):
+            raise error
+        raise RuntimeError(f"{subflow.name} ended {state.type.value}: {state.message}")
+
+    done: dict[str, Any] = {}
+    done["refresh"] = stage(
+        refresh_flow, source=source, query=query, max_papers=max_papers, retry_failed=retry
+    )
+    done["extract"] = stage(extract_flow, retry_failed=retry)
+    done["curate"] = stage(curate_flow, config=curation)
+    done["qa"] = stage(qa_flow, dataset=done["curate"], backend=qa_backend)
+    done["train"] = stage(
+        train_flow,
+        dataset=done["qa"]["instruct"],
+        base_model=base_model,
+        max_steps=max_steps,
+        lora_r=lora_r,
+        lora_alpha=lora_alpha,
+        align_lr=align_lr,
+        instruct_lr=instruct_lr,
+        checkpoint_every=checkpoint_every,
+    )
+    done["evaluate"] = stage(
+        evaluate_flow,
+        run=done["train"]["instruct"],
+        judges=judges,
+        limit=eval_limit,
+        max_new_tokens=max_new_tokens,
+    )
+    failed = {error.stage: error for error in partial}
+    create_table_artifact(
+        [
+            {
+                "stage": name,
+                "result": f"{len(failed[name].failures)} item(s) failed"
+                if name in failed
+                else "ok",
+                "output": _brief(output),
+            }
+            for name, output in done.items()
+        ],
+        key="ldrt-pipeline-summary",
+        description="pipeline: each stage's outcome",
+    )
+    if partial:
+        failures = [(f"{e.stage} {item}", reason) for e in partial for item, reason in e.failures]
+        raise ItemsFailed("pipeline", failures, done)
+    return done
+
+
+def _brief(output: Any) -> str:
+    if isinstance(output, dict):
+        return ", ".join(f"{k}: {v}" for k, v in output.items() if not isinstance(v, dict))
+    return str(output)

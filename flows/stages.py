@@ -1,0 +1,419 @@
+"""One Prefect flow per stage: refresh, extract, curate, qa, train, evaluate.
+
+Each flow loads the settings from the environment once (they are never a flow parameter, so no
+secret reaches the Prefect API), migrates the lineage database, runs its tasks and passes them
+ids and store keys. At the end it publishes a table artifact (counts, failures with reasons;
+evaluate adds the report as markdown).
+
+Per-item stages (the downloads of refresh, extract) run one task per paper or document, at most
+LDRT_DOWNLOAD_WORKERS / LDRT_EXTRACT_WORKERS at a time. A bad item fails its own task run (its
+reason recorded in the database) while the others finish; the flow then raises `ItemsFailed`
+and ends Failed. Retrying the flow run (UI or `prefect flow-run retry`) retries the failed items
+only: the done ones are no longer pending in the database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from prefect import flow
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.futures import PrefectFuture, as_completed
+from prefect.runtime import flow_run
+
+from ldrt_core.config import Settings, load_settings
+from ldrt_core.errors import LdrtError
+from ldrt_core.evaluate.answer import Sampling
+from ldrt_core.train.loop import STAGES, TrainConfig
+from ldrt_core.train.runs import deepspeed_config_path
+from tasks.resources import artifact_store, migrated_lineage
+from tasks.stages import (
+    build_dataset_task,
+    discover_papers,
+    download_paper_task,
+    evaluate_run_task,
+    extract_document_task,
+    generate_qa_task,
+    list_pending_documents,
+    resolve_dataset_task,
+    train_stage_task,
+)
+
+MAX_FAILURES_SHOWN = 200  # rows of the failures table; the database keeps them all
+
+
+class ItemsFailed(LdrtError):
+    """Some items of a stage failed (each recorded with its reason); the rest are done.
+
+    `summary` is what the stage returns when nothing fails, so a pipeline can carry on."""
+
+    def __init__(self, stage: str, failures: Sequence[tuple[str, str]], summary: Any) -> None:
+        shown = "; ".join(f"{item}: {reason}" for item, reason in list(failures)[:3])
+        more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
+        super().__init__(f"{stage}: {len(failures)} item(s) failed: {shown}{more}")
+        self.stage, self.failures, self.summary = stage, list(failures), summary
+
+    def __reduce__(self) -> tuple[Any, ...]:  # results may be pickled: keep the fields
+        return (type(self), (self.stage, self.failures, self.summary))
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+@dataclass
+class ItemResults:
+    done: list[Any] = field(default_factory=list)  # results of the task runs that completed
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (item, reason)
+
+
+def run_items(
+    items: Iterable[Hashable],
+    submit: Callable[[Any], PrefectFuture[Any]],
+    *,
+    limit: int,
+    what: str,
+) -> ItemResults:
+    """One task run per item, at most `limit` running at once (the others wait unsubmitted, so
+    the UI shows them as not started rather than as running), with a progress artifact."""
+    waiting = deque(items)
+    total = len(waiting)
+    running: dict[PrefectFuture[Any], Hashable] = {}
+    results = ItemResults()
+    bar: Any = create_progress_artifact(0.0, description=f"{what}: 0 of {total}") if total else None
+    shown = 0
+    while waiting or running:
+        while waiting and len(running) < limit:
+            item = waiting.popleft()
+            running[submit(item)] = item
+        future = next(as_completed(list(running)))
+        item = running.pop(future)
+        future.wait()  # sets the final state locally; `state` alone may ask the API, which lags
+        state = future.state
+        if state.is_completed():
+            results.done.append(future.result())
+        else:
+            error = state.result(raise_on_failure=False)
+            reason = str(error) if isinstance(error, BaseException) else str(state.message)
+            results.failures.append((str(item), reason))
+        finished = len(results.done) + len(results.failures)
+        percent = 100 * finished // total
+        if percent > shown:  # one API call per percent, not per item
+            shown = percent
+            update_progress_artifact(
+                bar, float(percent), description=f"{what}: {finished} of {total}"
+            )
+    return results
+
+
+def publish_summary(
+    stage: str,
+    settings: Settings,
+    counts: dict[str, Any],
+    failures: Sequence[tuple[str, str]] = (),
+) -> None:
+    """The table artifacts the UI shows at the end of a stage: counts, and failures with
+    their reasons (secrets scrubbed)."""
+    create_table_artifact(
+        [{"metric": name, "value": str(value)} for name, value in counts.items()],
+        key=f"ldrt-{stage}-summary",
+        description=f"{stage}: counts",
+    )
+    if failures:
+        create_table_artifact(
+            [
+                {"item": settings.scrub(item), "reason": settings.scrub(reason)}
+                for item, reason in failures[:MAX_FAILURES_SHOWN]
+            ],
+            key=f"ldrt-{stage}-failures",
+            description=f"{stage}: {len(failures)} failed",
+        )
+
+
+def _is_retry() -> bool:
+    """True when this flow run is being retried: then failed items are tried again."""
+    return flow_run.get_run_count() > 1
+
+
+# ----------------------------------------------------------------------------- flows
+
+
+@flow(name="refresh")
+def refresh_flow(
+    source: str = "s2",
+    query: str | None = None,
+    since: dt.date | None = None,
+    max_papers: int | None = None,
+    retry_failed: bool = False,
+) -> dict[str, Any]:
+    """Find papers new since the last refresh and store each PDF once (one task per paper).
+
+    source: 's2' (Semantic Scholar) or 'folder:PATH'; query: default LDRT_REFRESH_QUERY;
+    since: search from this date instead of the cursor; retry_failed: download again the papers
+    that failed before (always on when the flow run is retried)."""
+    settings = load_settings()
+    migrated_lineage(settings)
+    found = discover_papers(
+        settings,
+        source,
+        query or settings.refresh_query,
+        since=since,
+        max_papers=max_papers,
+        retry_failed=retry_failed or _is_retry(),
+    )
+    results = run_items(
+        found.to_download,
+        lambda paper_id: download_paper_task.submit(settings, paper_id, source),
+        limit=settings.download_workers,
+        what="downloading PDFs",
+    )
+    counts: dict[str, Any] = {
+        "source": found.source,
+        "since": found.since.isoformat() if found.since else "the beginning",
+        "found": found.found,
+        "new": found.new,
+        "without an open PDF": found.no_pdf,
+        "to download": len(found.to_download),
+        "downloaded": len(results.done),
+        "already stored": sum(not o.stored for o in results.done),
+        "failed": len(results.failures),
+    }
+    publish_summary("refresh", settings, counts, results.failures)
+    if results.failures:
+        raise ItemsFailed("refresh", results.failures, counts)
+    return counts
+
+
+@flow(name="extract")
+def extract_flow(retry_failed: bool = False) -> dict[str, Any]:
+    """Figures, captions and markdown from every stored document not yet extracted (one task
+    per PDF, LDRT_EXTRACT_WORKERS at a time, each in an isolated worker process).
+
+    retry_failed: try again the documents that failed before (on when the run is retried)."""
+    settings = load_settings()
+    migrated_lineage(settings)
+    retry = retry_failed or _is_retry()
+    todo = list_pending_documents(settings, retry_failed=retry)
+    # A failed document is only redone when forced; new and outdated ones never need it.
+    failed_before = set(todo) - set(list_pending_documents(settings)) if retry else set()
+    results = run_items(
+        todo,
+        lambda sha: extract_document_task.submit(settings, sha, force=sha in failed_before),
+        limit=settings.extract_workers,
+        what="extracting PDFs",
+    )
+    counts: dict[str, Any] = {
+        "documents": len(todo),
+        "extracted": sum(o.status == "ok" for o in results.done),
+        "already done": sum(o.status == "skipped" for o in results.done),
+        "failed": len(results.failures),
+        "pages": sum(o.pages for o in results.done),
+        "figures": sum(o.figures for o in results.done),
+    }
+    publish_summary("extract", settings, counts, results.failures)
+    if results.failures:
+        raise ItemsFailed("extract", results.failures, counts)
+    return counts
+
+
+@flow(name="curate")
+def curate_flow(config: dict[str, Any] | None = None) -> str:
+    """Filter, split and version the extracted figure-caption pairs; returns the dataset id.
+
+    config: curation settings (filters, eval_share, near_duplicate_distance, split_salt)."""
+    settings = load_settings()
+    migrated_lineage(settings)
+    built = build_dataset_task(settings, config)
+    stats = built.stats
+    splits = stats.get("splits", {})
+    counts: dict[str, Any] = {
+        "dataset": built.id,
+        "new version": built.created,
+        "candidate pairs": stats.get("candidates"),
+        "train pairs": splits.get("train"),
+        "eval pairs": splits.get("eval"),
+        "train papers": stats.get("train_papers"),
+        "eval papers": stats.get("eval_papers"),
+        "eval dropped as near duplicates": stats.get("eval_dropped_as_near_duplicates"),
+    }
+    publish_summary("curate", settings, counts)
+    create_table_artifact(
+        [
+            {
+                "filter": step["name"],
+                "seen": step["seen"],
+                "kept": step["kept"],
+                "dropped": step["dropped"],
+                "reasons": ", ".join(f"{r} ({n})" for r, n in step["reasons"].items()),
+            }
+            for step in stats.get("filters", [])
+        ],
+        key="ldrt-curate-filters",
+        description="curate: what each filter kept and dropped",
+    )
+    return built.id
+
+
+@flow(name="qa")
+def qa_flow(
+    dataset: str = "latest", backend: str | None = None, model: str | None = None
+) -> dict[str, str]:
+    """LLaVA conversations for every pair of a curated dataset (cached per pair).
+
+    Returns the derived versions: {"instruct": id, "align": id}. backend: template, openai,
+    hf or vllm (default LDRT_LLM_BACKEND); model: default LDRT_LLM_MODEL."""
+    settings = load_settings()
+    migrated_lineage(settings)
+    summary = generate_qa_task(settings, dataset, backend, model)
+    versions = {"instruct": summary.instruct_id, "align": summary.align_id}
+    counts: dict[str, Any] = {
+        "dataset": summary.parent,
+        "pairs": summary.pairs,
+        "generated": summary.generated,
+        "from cache": summary.cached,
+        "failed": summary.failed,
+        "leaking turns dropped": summary.dropped_turns,
+        **{f"{kind} version": version for kind, version in versions.items()},
+        **{f"records in {name}": n for name, n in summary.records.items()},
+    }
+    failures = sorted(summary.failures.items())
+    publish_summary("qa", settings, counts, failures)
+    if failures:
+        raise ItemsFailed("qa", failures, versions)
+    return versions
+
+
+@flow(name="train")
+def train_flow(
+    dataset: str = "latest",
+    base_model: str | None = None,
+    stage: str = "both",
+    from_run: str | None = None,
+    epochs: int | None = None,
+    max_steps: int | None = None,
+    batch_size: int | None = None,
+    grad_accum: int | None = None,
+    align_lr: float | None = None,
+    instruct_lr: float | None = None,
+    projector_lr: float | None = None,
+    lora_r: int | None = None,
+    lora_alpha: int | None = None,
+    max_length: int | None = None,
+    checkpoint_every: int | None = None,
+    precision: str | None = None,
+    seed: int | None = None,
+) -> dict[str, str]:
+    """Fine-tune LLaVA: stage 1 aligns the projector, stage 2 tunes LoRA; returns the run id of
+    each stage. A parameter left empty takes the stage's default (see `ldrt train --help`);
+    base_model: default LDRT_BASE_MODEL."""
+    settings = load_settings()
+    migrated_lineage(settings)
+    stages = list(STAGES) if stage == "both" else [stage]
+    if any(s not in STAGES for s in stages):
+        raise LdrtError(f"stage {stage!r}: use align, instruct or both")
+    if from_run and stages != ["instruct"]:
+        raise LdrtError("from_run goes with stage='instruct'")
+    common: dict[str, Any] = {
+        "epochs": epochs,
+        "max_steps": max_steps,
+        "batch_size": batch_size,
+        "grad_accum": grad_accum,
+        "lora_r": lora_r,
+        "lora_alpha": lora_alpha,
+        "max_length": max_length,
+        "checkpoint_every": settings.train_checkpoint_every
+        if checkpoint_every is None
+        else checkpoint_every,
+        "precision": precision,
+        "seed": seed,
+        "deepspeed": deepspeed_config_path(settings.train_deepspeed),
+    }
+    runs: dict[str, str] = {}
+    rows = []
+    parent = from_run
+    for name in stages:
+        rates = (
+            {"learning_rate": align_lr}
+            if name == "align"
+            else {"learning_rate": instruct_lr, "projector_lr": projector_lr}
+        )
+        version = resolve_dataset_task(settings, dataset, name)
+        summary = train_stage_task(
+            settings,
+            version,
+            base_model or settings.base_model,
+            TrainConfig.for_stage(name, **common, **rates),
+            parent,
+        )
+        runs[name] = parent = summary.run_id
+        metrics = summary.metrics
+        rows.append(
+            {
+                "stage": name,
+                "run": summary.run_id,
+                "dataset": summary.dataset_id,
+                "steps": metrics.get("steps"),
+                "first loss": metrics.get("first_loss"),
+                "final loss": metrics.get("final_loss"),
+                "samples": summary.data.get("samples"),
+                "seconds": metrics.get("seconds"),
+                "outputs": len(summary.outputs),
+            }
+        )
+    create_table_artifact(rows, key="ldrt-train-summary", description="train: runs")
+    return runs
+
+
+@flow(name="evaluate")
+def evaluate_flow(
+    run: str = "latest",
+    baseline: str = "base",
+    judges: list[str] | None = None,
+    dataset: str | None = None,
+    limit: int | None = None,
+    temperature: float = 0.2,
+    max_new_tokens: int = 512,
+    base_model: str | None = None,
+    backend: str = "transformers",
+    pairwise: bool = False,
+) -> dict[str, Any]:
+    """Answer the held-out questions with the baseline and the tuned run, score them (judges,
+    ROUGE, length ratio, hedging) and publish the report as a markdown artifact.
+
+    judges: MODEL[@BASE_URL] or hf:DIR each (default LDRT_JUDGES; none: metrics only)."""
+    settings = load_settings()
+    migrated_lineage(settings)
+    summary = evaluate_run_task(
+        settings,
+        run,
+        baseline=baseline,
+        judges=judges or (),
+        dataset=dataset,
+        limit=limit,
+        sampling=Sampling(temperature=temperature, max_new_tokens=max_new_tokens),
+        base_model=base_model,
+        backend=backend,
+        pairwise=pairwise,
+    )
+    report_key = f"{summary.report_prefix}/report.md"
+    counts: dict[str, Any] = {
+        "questions": summary.items,
+        "judges": ", ".join(summary.judges) or "none",
+        **{f"evaluation of {label}": eid for label, eid in summary.evaluations.items()},
+        "report": report_key,
+    }
+    publish_summary("evaluate", settings, counts)
+    create_markdown_artifact(
+        artifact_store(settings).get(report_key).decode(),
+        key="ldrt-evaluation-report",
+        description=f"evaluation report ({report_key})",
+    )
+    return {"evaluations": summary.evaluations, "report": report_key, "items": summary.items}

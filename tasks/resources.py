@@ -1,0 +1,56 @@
+"""What a task needs besides its inputs: the lineage database, the artifact store, the pool of
+extraction workers. Tasks take the `Settings` (picklable, secrets masked in its repr) and open
+these here, once per process: threads in one flow run share them, and a Dask worker process
+would open its own.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import threading
+from functools import cache
+
+from sqlalchemy import Engine
+
+from ldrt_core import db
+from ldrt_core.config import Settings, mask_url
+from ldrt_core.extract.isolation import IsolatedPool
+from ldrt_core.extract.records import ExtractOptions
+from ldrt_core.store import ArtifactStore, open_store
+
+_upgrade_lock = threading.Lock()
+
+
+@cache
+def lineage(settings: Settings) -> Engine:
+    """The lineage database's engine (one pool per process and configuration)."""
+    return db.connect(settings)
+
+
+def migrated_lineage(settings: Settings) -> Engine:
+    """`lineage(settings)` migrated to the newest schema; flows call it once at the start."""
+    engine = lineage(settings)
+    with _upgrade_lock:
+        db.upgrade(engine)
+    return engine
+
+
+@cache
+def artifact_store(settings: Settings) -> ArtifactStore:
+    return open_store(settings)
+
+
+@cache
+def extraction_pool(workers: int, options: ExtractOptions) -> IsolatedPool:
+    """Long-lived worker processes with time and memory limits, closed when the process exits."""
+    pool = IsolatedPool(workers, options)
+    atexit.register(pool.close)
+    return pool
+
+
+def target_fingerprint(settings: Settings) -> str:
+    """Which database and store results land in, without secrets: part of every cache key, so a
+    cached result is never reused against another database or store."""
+    where = f"{mask_url(settings.db_url)}\n{settings.store_url}"
+    return hashlib.sha256(where.encode()).hexdigest()[:16]

@@ -1,0 +1,217 @@
+"""The Prefect flows against a Prefect API: the pipeline end to end on the sample corpus, and one
+corrupt PDF failing one extract task run while the others finish.
+
+Input: the sample corpus (and a truncated PDF) under an embedded LDRT_HOME; a Prefect server,
+CI's when LDRT_TEST_PREFECT_API_URL names one, else Prefect's test harness (a temporary server
+on SQLite). Output: flow and task run states, artifacts, and the rows in the lineage database.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from prefect import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterId,
+    FlowRunFilterParentFlowRunId,
+)
+from prefect.client.schemas.objects import State
+from prefect.settings import PREFECT_API_URL, PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+from prefect.testing.utilities import prefect_test_harness
+from sqlalchemy import select
+
+from flows.pipeline import pipeline
+from flows.stages import ItemsFailed, extract_flow, train_flow
+from ldrt_core import db
+from ldrt_core.config import load_settings
+from ldrt_core.db.models import (
+    Document,
+    EvaluationRun,
+    EvaluationScore,
+    Figure,
+    Paper,
+    TrainingRun,
+)
+from ldrt_core.samples import write_sample_corpus
+from ldrt_core.store import open_store
+from tests.support import bad_pdfs
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """CI's Prefect server, or a temporary one; task results under a fresh folder either way."""
+    results = tmp_path_factory.mktemp("prefect-results")
+    url = os.environ.get("LDRT_TEST_PREFECT_API_URL")
+    if url:
+        with temporary_settings({PREFECT_API_URL: url, PREFECT_LOCAL_STORAGE_PATH: results}):
+            yield
+        return
+    with (
+        prefect_test_harness(server_startup_timeout=90),
+        temporary_settings({PREFECT_LOCAL_STORAGE_PATH: results}),
+    ):
+        yield
+
+
+def flow_run_id(state: State[Any]) -> UUID:
+    run_id = state.state_details.flow_run_id
+    assert run_id is not None
+    return run_id
+
+
+def task_runs(run_id: UUID) -> list[Any]:
+    with get_client(sync_client=True) as client:
+        return client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))
+        )
+
+
+def subflow_runs(run_id: UUID) -> list[Any]:
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run_id])
+            )
+        )
+
+
+def artifacts(run_ids: list[UUID]) -> list[Any]:
+    with get_client(sync_client=True) as client:
+        return client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=run_ids))
+        )
+
+
+@pytest.mark.slow
+def test_pipeline_on_the_sample_corpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LDRT_HOME", str(tmp_path / "home"))
+    write_sample_corpus(tmp_path / "papers", papers=4, seed=6)
+
+    state = pipeline(
+        source=f"folder:{tmp_path / 'papers'}",
+        curation={"eval_share": 0.3},  # four papers: some must be held out to evaluate on
+        qa_backend="template",
+        base_model="tiny-random",
+        max_steps=2,
+        lora_r=8,
+        lora_alpha=16,
+        checkpoint_every=0,
+        eval_limit=2,
+        max_new_tokens=8,
+        return_state=True,
+    )
+
+    assert state.is_completed(), state.message
+    done = state.result()
+    assert done["extract"]["failed"] == 0 and done["extract"]["figures"] > 0
+    stages = {run.name: run for run in subflow_runs(flow_run_id(state))}
+    flows = {run.flow_id for run in stages.values()}
+    assert len(stages) == 6 and len(flows) == 6
+    assert all(run.state.is_completed() for run in stages.values())
+
+    engine = db.connect(load_settings())
+    with db.session_scope(engine) as session:
+        papers = list(session.scalars(select(Paper)))
+        documents = list(session.scalars(select(Document)))
+        trained = {r.stage: r for r in session.scalars(select(TrainingRun))}
+        evaluations = list(session.scalars(select(EvaluationRun)))
+        scores = list(session.scalars(select(EvaluationScore)))
+        figure_runs = set(session.scalars(select(Figure.flow_run_id)))
+    run_ids = {str(run.id) for run in stages.values()}
+    assert len(papers) == 4 and all(p.download_status == "ok" for p in papers)
+    assert all(d.extract_status == "ok" for d in documents)
+    assert {p.flow_run_id for p in papers} | figure_runs <= run_ids  # lineage: who made what
+    assert set(trained) == {"align", "instruct"}
+    assert all(r.status == "completed" and r.metrics["steps"] == 2 for r in trained.values())
+    assert trained["instruct"].parent_run_id == trained["align"].id == done["train"]["align"]
+    assert trained["instruct"].flow_run_id in run_ids
+    assert len(evaluations) == 2 and all(e.status == "completed" for e in evaluations)
+    assert scores and {e.id for e in evaluations} == {s.evaluation_run_id for s in scores}
+
+    made = artifacts([flow_run_id(state), *(run.id for run in stages.values())])
+    keys = {a.key for a in made if a.key}
+    assert {
+        "ldrt-pipeline-summary",
+        "ldrt-refresh-summary",
+        "ldrt-extract-summary",
+        "ldrt-curate-summary",
+        "ldrt-curate-filters",
+        "ldrt-qa-summary",
+        "ldrt-train-summary",
+        "ldrt-evaluate-summary",
+        "ldrt-evaluation-report",
+    } <= keys
+    assert not any(key.endswith("-failures") for key in keys)
+    report = next(a for a in made if a.key == "ldrt-evaluation-report")
+    assert report.type == "markdown" and report.data.startswith("#")
+    progress = [a for a in made if a.type == "progress"]
+    assert progress and all(a.data == 100.0 for a in progress)
+
+    # The same data and training config again: both stages come from Prefect's cache, untrained.
+    again = train_flow(
+        dataset=done["qa"]["instruct"],
+        base_model="tiny-random",
+        max_steps=2,
+        lora_r=8,
+        lora_alpha=16,
+        checkpoint_every=0,
+        return_state=True,
+    )
+    assert again.is_completed() and again.result() == done["train"]
+    cached = [r for r in task_runs(flow_run_id(again)) if r.name.startswith("train-")]
+    assert sorted(r.state.name for r in cached) == ["Cached", "Cached"]
+    with db.session_scope(engine) as session:
+        assert len(list(session.scalars(select(TrainingRun)))) == 2
+
+
+def test_one_corrupt_pdf_fails_one_extract_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LDRT_HOME", str(tmp_path / "home"))
+    settings = load_settings()
+    engine = db.connect(settings)
+    db.upgrade(engine)
+    store = open_store(settings)
+    pdfs = [p.pdf_path.read_bytes() for p in write_sample_corpus(tmp_path / "p", papers=3, seed=1)]
+    corrupt = bad_pdfs.rich_pdf()[:900]  # truncated: CorruptPDFError
+    shas = []
+    for pdf in [*pdfs, corrupt]:
+        info = store.put_content_info(pdf)
+        with db.session_scope(engine) as session:
+            session.add(Document(sha256=info.sha256, store_key=info.key, size=info.size))
+        shas.append(info.sha256)
+    bad = shas[-1]
+
+    state = extract_flow(return_state=True)
+
+    assert state.is_failed()
+    error = state.result(raise_on_failure=False)
+    assert isinstance(error, ItemsFailed) and "CorruptPDFError" in str(error)
+    runs = [r for r in task_runs(flow_run_id(state)) if r.name.startswith("extract-")]
+    assert sorted(r.state.type.value for r in runs) == ["COMPLETED"] * 3 + ["FAILED"]
+    failed = next(r for r in runs if r.state.is_failed())
+    assert failed.name == f"extract-{bad[:12]}" and failed.run_count == 1  # not retried
+    with db.session_scope(engine) as session:
+        documents = {d.sha256: d for d in session.scalars(select(Document))}
+    assert documents[bad].extract_status == "failed"
+    assert "CorruptPDFError" in (documents[bad].extract_error or "")
+    assert all(documents[sha].extract_status == "ok" for sha in shas[:-1])
+    assert all(documents[sha].flow_run_id == str(flow_run_id(state)) for sha in shas)
+    made = {a.key: a for a in artifacts([flow_run_id(state)]) if a.key}
+    assert "CorruptPDFError" in str(made["ldrt-extract-failures"].data)
+
+    # Asked to retry, the flow runs the failed document only (the others are done), forcing it.
+    again = extract_flow(retry_failed=True, return_state=True)
+    assert again.is_failed()
+    rerun = [r for r in task_runs(flow_run_id(again)) if r.name.startswith("extract-")]
+    assert [r.name for r in rerun] == [f"extract-{bad[:12]}"]
