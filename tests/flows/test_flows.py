@@ -47,7 +47,7 @@ from tests.support import bad_pdfs
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """CI's Prefect server, or a temporary one; task results under a fresh folder either way."""
     results = tmp_path_factory.mktemp("prefect-results")
