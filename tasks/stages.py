@@ -134,7 +134,8 @@ def discover_papers(
     retries=2,
     retry_delay_seconds=[10, 60],
     retry_condition_fn=_not_item_failure,
-    timeout_seconds=900,
+    # No Prefect timeout: this task runs in a worker thread, where Prefect cannot interrupt it
+    # (it only warns); the download's own connect/read timeouts and size cap bound it.
 )
 def download_paper_task(settings: Settings, paper_id: int, source: str) -> DownloadOutcome:
     """One paper's PDF into the store. A refused or broken PDF fails this run (ItemFailed)."""
@@ -180,7 +181,8 @@ def _extract_key(_context: TaskRunContext, parameters: dict[str, Any]) -> str:
     retries=1,
     retry_delay_seconds=30,
     retry_condition_fn=_not_item_failure,
-    timeout_seconds=HOUR,  # the isolated worker stops one PDF after LDRT_EXTRACT_TIMEOUT_S
+    # No Prefect timeout: this task runs in a worker thread, where Prefect cannot interrupt it
+    # (it only warns); the isolated worker process stops a PDF after LDRT_EXTRACT_TIMEOUT_S.
 )
 def extract_document_task(
     settings: Settings, sha256: str, force: bool = False
