@@ -1,4 +1,4 @@
 """Deployments: the weekly refresh schedule, the retrain trigger and the work pools.
 
-Filled in with the orchestration work; `docker/compose.yaml` already runs the Prefect server
-they register with."""
+`deployments.deploy.deploy()` (or `python -m deployments.deploy`) registers them with the Prefect
+server that PREFECT_API_URL names; the flows they run are in `flows.retraining`."""

@@ -1,0 +1,174 @@
+"""Register the weekly cycle with a Prefect server: two work pools and two deployments.
+
+    LDRT_REFRESH_CRON="0 3 * * 1" LDRT_RETRAIN_MIN_PAIRS=500 python -m deployments.deploy
+    prefect worker start --pool ldrt-cpu     # runs the weekly refresh
+    prefect worker start --pool ldrt-gpu     # runs retrain, one at a time
+
+- `weekly-refresh` (pool ldrt-cpu): `flows.retraining.prepare` on a cron schedule in UTC
+  (default Monday 03:00); it ends by sending `ldrt.dataset.new-pairs`.
+- `retrain` (pool ldrt-gpu, concurrency 1): `flows.retraining.retrain`, started by a deployment
+  trigger on that event when it counts at least LDRT_RETRAIN_MIN_PAIRS pairs not yet trained on;
+  the event's instruct version becomes the run's `dataset` parameter (Jinja:
+  `{{ event.payload.instruct }}`).
+
+No image and no code download: the entrypoints are module paths (`flows.retraining.prepare`),
+so a worker runs the flows from the `ldrt` package installed in its own environment (the
+compose file's workers, or `pip install -e .` here). Upgrading the code means upgrading that
+package; running this again updates the deployments in place.
+
+Prefect's triggers match event resource labels with globs and cannot compare payload numbers,
+so the event also carries the count as a zero-padded label and the trigger matches it with the
+globs that mean "at least the threshold" (`flows.retraining.at_least_globs`). The threshold
+thus lives in the trigger alone; changing it is a redeploy, not a change to the workers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from prefect import get_client
+from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
+from prefect.deployments.runner import RunnerDeployment
+from prefect.events import DeploymentEventTrigger
+from prefect.exceptions import ObjectNotFound
+from prefect.schedules import Cron
+from prefect.types.entrypoint import EntrypointType
+from prefect.workers.process import ProcessWorker
+
+from flows.retraining import NEW_PAIRS_EVENT, NEW_PAIRS_LABEL, at_least_globs, prepare, retrain
+from ldrt_core.errors import ConfigError
+
+REFRESH_DEPLOYMENT = "weekly-refresh"
+RETRAIN_DEPLOYMENT = "retrain"
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    refresh_cron: str = "0 3 * * 1"  # Monday 03:00, in `timezone`
+    timezone: str = "UTC"
+    retrain_min_pairs: int = 500  # new pairs (not yet trained on) that start a retrain
+    source: str = "s2"  # the refresh's paper source: s2 or folder:PATH
+    cpu_pool: str = "ldrt-cpu"
+    gpu_pool: str = "ldrt-gpu"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> DeployConfig:
+        """Defaults, overridden by LDRT_REFRESH_CRON, LDRT_RETRAIN_MIN_PAIRS and
+        LDRT_REFRESH_SOURCE where they are set."""
+        env = os.environ if env is None else env
+        raw_min = env.get("LDRT_RETRAIN_MIN_PAIRS", str(cls.retrain_min_pairs))
+        try:
+            min_pairs = int(raw_min)
+        except ValueError:
+            raise ConfigError(
+                f"LDRT_RETRAIN_MIN_PAIRS must be a whole number, got {raw_min!r}"
+            ) from None
+        if min_pairs < 1:
+            raise ConfigError(f"LDRT_RETRAIN_MIN_PAIRS must be at least 1, got {min_pairs}")
+        return cls(
+            refresh_cron=env.get("LDRT_REFRESH_CRON") or cls.refresh_cron,
+            retrain_min_pairs=min_pairs,
+            source=env.get("LDRT_REFRESH_SOURCE") or cls.source,
+        )
+
+
+def retrain_trigger(config: DeployConfig) -> DeploymentEventTrigger:
+    """Run `retrain` on each new-pairs event that counts at least the threshold."""
+    return DeploymentEventTrigger(
+        name=f"ldrt: retrain on {config.retrain_min_pairs}+ new pairs",
+        description=(
+            f"{NEW_PAIRS_EVENT} with {NEW_PAIRS_LABEL} >= {config.retrain_min_pairs}: "
+            "train and evaluate on the event's instruct version"
+        ),
+        expect={NEW_PAIRS_EVENT},
+        match={
+            "prefect.resource.id": "ldrt.dataset.*",
+            NEW_PAIRS_LABEL: at_least_globs(config.retrain_min_pairs),
+        },
+        posture="Reactive",
+        threshold=1,
+        parameters={"dataset": "{{ event.payload.instruct }}"},
+    )
+
+
+def build_deployments(config: DeployConfig) -> list[RunnerDeployment]:
+    """The two deployments, not yet registered."""
+    try:
+        schedule = Cron(config.refresh_cron, timezone=config.timezone)
+    except ValueError as exc:
+        raise ConfigError(f"LDRT_REFRESH_CRON {config.refresh_cron!r}: {exc}") from None
+    weekly = cast(
+        RunnerDeployment,
+        prepare.to_deployment(
+            REFRESH_DEPLOYMENT,
+            schedules=[schedule],
+            parameters={"source": config.source},
+            description="Refresh, extract, curate and generate QA; announce the new pairs.",
+            tags=["ldrt"],
+            work_pool_name=config.cpu_pool,
+            entrypoint_type=EntrypointType.MODULE_PATH,
+        ),
+    )
+    on_new_pairs = cast(
+        RunnerDeployment,
+        retrain.to_deployment(
+            RETRAIN_DEPLOYMENT,
+            triggers=[retrain_trigger(config)],
+            description="Train both stages and evaluate; started by enough new pairs.",
+            tags=["ldrt"],
+            work_pool_name=config.gpu_pool,
+            entrypoint_type=EntrypointType.MODULE_PATH,
+        ),
+    )
+    return [weekly, on_new_pairs]
+
+
+def ensure_work_pools(config: DeployConfig) -> None:
+    """Create the process pools if missing; the GPU pool runs one flow run at a time."""
+    wanted: dict[str, int | None] = {config.cpu_pool: None, config.gpu_pool: 1}
+    with get_client(sync_client=True) as client:
+        for name, limit in wanted.items():
+            try:
+                pool = client.read_work_pool(name)
+            except ObjectNotFound:
+                client.create_work_pool(
+                    WorkPoolCreate(
+                        name=name,
+                        type="process",
+                        base_job_template=ProcessWorker.get_default_base_job_template(),
+                        concurrency_limit=limit,
+                    )
+                )
+                continue
+            if limit is not None and pool.concurrency_limit != limit:
+                client.update_work_pool(name, WorkPoolUpdate(concurrency_limit=limit))
+
+
+def deploy(config: DeployConfig | None = None) -> dict[str, Any]:
+    """Create the work pools and register (or update) both deployments; their ids by name."""
+    config = config or DeployConfig.from_env()
+    ensure_work_pools(config)
+    return {d.name: d.apply() for d in build_deployments(config)}
+
+
+def ldrt_deploy_main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point: deploy with the settings from the environment, print what was
+    registered. (No options yet: everything is an LDRT_* variable.)"""
+    if argv:
+        print("usage: ldrt deploy  (configure with LDRT_REFRESH_CRON, LDRT_RETRAIN_MIN_PAIRS)")
+        return 2
+    config = DeployConfig.from_env()
+    ids = deploy(config)
+    print(
+        f"deployed {', '.join(f'{name} ({i})' for name, i in ids.items())}: weekly-refresh on "
+        f"'{config.refresh_cron}' {config.timezone} in pool {config.cpu_pool}; retrain on "
+        f"{config.retrain_min_pairs}+ new pairs in pool {config.gpu_pool} (concurrency 1)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(ldrt_deploy_main())

@@ -1,0 +1,225 @@
+"""The two halves of the weekly cycle, each one deployment (see `deployments.deploy`):
+
+    prepare: refresh -> extract -> curate -> qa, then the `ldrt.dataset.new-pairs` event
+    retrain: train (align, instruct) -> evaluate, started by that event
+
+`prepare` counts the training pairs of the new curated version that the model has not been
+trained on yet: those missing from the curated version behind the latest completed training run
+(all of them before the first training). So pairs accumulate from one weekly refresh to the next
+until a retrain uses them, and the count drops back once it has. The event carries the count in
+its payload and, for the deployment trigger to compare it with the threshold, as a zero-padded
+resource label (`ldrt.new-pairs`); Prefect matches labels with globs, not payload numbers.
+
+Event: name `ldrt.dataset.new-pairs`; resource `ldrt.dataset.<instruct version id>`; payload
+{"new_pairs": N, "dataset": <curated id>, "instruct": <instruct id>, "added": M}, where M counts
+the train pairs not in the previous curated version (what this refresh alone brought).
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from prefect import Flow, flow, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
+from prefect.events import emit_event
+from prefect.runtime import flow_run
+from sqlalchemy import select
+
+from flows.stages import (
+    ItemsFailed,
+    curate_flow,
+    evaluate_flow,
+    extract_flow,
+    qa_flow,
+    refresh_flow,
+    train_flow,
+)
+from ldrt_core.config import Settings, load_settings
+from ldrt_core.db import session_scope
+from ldrt_core.db.models import DatasetMember, DatasetVersion, TrainingRun
+from tasks.resources import lineage, migrated_lineage
+
+NEW_PAIRS_EVENT = "ldrt.dataset.new-pairs"
+NEW_PAIRS_LABEL = "ldrt.new-pairs"  # the count, zero-padded to COUNT_WIDTH digits
+COUNT_WIDTH = 9  # up to 999,999,999 pairs; more show as that
+
+
+def count_label(new_pairs: int) -> str:
+    """The count as the event's resource label: zero-padded, so globs can compare it."""
+    return f"{min(max(new_pairs, 0), 10**COUNT_WIDTH - 1):0{COUNT_WIDTH}d}"
+
+
+def at_least_globs(threshold: int) -> list[str]:
+    """Glob patterns that match `count_label(n)` exactly when n >= threshold.
+
+    A number is at least T when it equals T, or when, at the first digit where they differ, its
+    digit is the larger one: one pattern per digit of T below 9 ("0000005[1-9]?" and so on)."""
+    if threshold <= 0:
+        return ["*"]
+    digits = count_label(threshold)
+    patterns = [digits]
+    for i, d in enumerate(digits):
+        if d != "9":
+            rest = "?" * (COUNT_WIDTH - i - 1)
+            low = int(d) + 1
+            patterns.append(f"{digits[:i]}[{low}-9]{rest}" if low < 9 else f"{digits[:i]}9{rest}")
+    return patterns
+
+
+# ----------------------------------------------------------------------------- counting
+
+
+def _curated_root(session: Any, version_id: str) -> str | None:
+    """The curated version a derived (align, instruct) version was made from."""
+    seen: set[str] = set()
+    current: str | None = version_id
+    while current is not None and current not in seen:
+        seen.add(current)
+        version = session.get(DatasetVersion, current)
+        if version is None:
+            return None
+        if version.kind == "curated":
+            return str(version.id)
+        current = version.parent_id
+    return None
+
+
+def _train_members(session: Any, version_id: str | None) -> set[str]:
+    if version_id is None:
+        return set()
+    return set(
+        session.scalars(
+            select(DatasetMember.content_sha256).where(
+                DatasetMember.dataset_id == version_id, DatasetMember.split == "train"
+            )
+        )
+    )
+
+
+@task(name="count-new-pairs", tags={"ldrt"}, cache_policy=NO_CACHE, retries=1)
+def count_new_pairs(settings: Settings, dataset: str) -> dict[str, int]:
+    """Train pairs of a curated version not yet trained on (`new_pairs`), and not in the
+    curated version made before it (`added`)."""
+    with session_scope(lineage(settings)) as session:
+        current = session.get(DatasetVersion, dataset)
+        if current is None:
+            raise ValueError(f"no dataset version {dataset}")
+        members = _train_members(session, dataset)
+        trained_on = session.scalars(
+            select(TrainingRun.dataset_id)
+            .where(TrainingRun.status == "completed")
+            .order_by(TrainingRun.finished_at.desc(), TrainingRun.created_at.desc())
+            .limit(1)
+        ).first()
+        baseline = _curated_root(session, trained_on) if trained_on else None
+        previous = session.scalars(
+            select(DatasetVersion.id)
+            .where(
+                DatasetVersion.kind == "curated",
+                DatasetVersion.id != dataset,
+                DatasetVersion.created_at <= current.created_at,
+            )
+            .order_by(DatasetVersion.created_at.desc(), DatasetVersion.id)
+            .limit(1)
+        ).first()
+        return {
+            "new_pairs": len(members - _train_members(session, baseline)),
+            "added": len(members - _train_members(session, previous)),
+            "train_pairs": len(members),
+        }
+
+
+# ----------------------------------------------------------------------------- flows
+
+
+def _stage(subflow: Flow[..., Any], partial: list[ItemsFailed], **parameters: Any) -> Any:
+    """Run a stage flow; some failed items (ItemsFailed) let the cycle go on with the rest."""
+    state = cast("State[Any]", subflow(**parameters, return_state=True))
+    if state.is_completed():
+        return state.result()
+    error = state.result(raise_on_failure=False)
+    if isinstance(error, ItemsFailed):
+        partial.append(error)
+        return error.summary
+    if isinstance(error, BaseException):
+        raise error
+    raise RuntimeError(f"{subflow.name} ended {state.type.value}: {state.message}")
+
+
+@flow(name="prepare")
+def prepare(
+    source: str = "s2",
+    query: str | None = None,
+    max_papers: int | None = None,
+    curation: dict[str, Any] | None = None,
+    qa_backend: str | None = None,
+) -> dict[str, Any]:
+    """Refresh the corpus, extract, curate and generate QA, then announce the training pairs
+    not yet trained on (event `ldrt.dataset.new-pairs`); returns the event's payload.
+
+    Items that fail in refresh, extract or qa do not stop it: the event is still sent for the
+    rest, and the run then ends Failed naming them."""
+    settings = load_settings()
+    migrated_lineage(settings)
+    retry = flow_run.get_run_count() > 1
+    partial: list[ItemsFailed] = []
+    _stage(
+        refresh_flow,
+        partial,
+        source=source,
+        query=query,
+        max_papers=max_papers,
+        retry_failed=retry,
+    )
+    _stage(extract_flow, partial, retry_failed=retry)
+    dataset = _stage(curate_flow, partial, config=curation)
+    versions = _stage(qa_flow, partial, dataset=dataset, backend=qa_backend)
+    counts = count_new_pairs(settings, dataset)
+    payload: dict[str, Any] = {
+        "new_pairs": counts["new_pairs"],
+        "added": counts["added"],
+        "dataset": dataset,
+        "instruct": versions["instruct"],
+    }
+    emit_event(
+        event=NEW_PAIRS_EVENT,
+        resource={
+            "prefect.resource.id": f"ldrt.dataset.{versions['instruct']}",
+            "prefect.resource.name": f"instruct dataset {versions['instruct'][:12]}",
+            NEW_PAIRS_LABEL: count_label(counts["new_pairs"]),
+        },
+        payload=payload,
+    )
+    create_table_artifact(
+        [{"metric": k, "value": str(v)} for k, v in {**payload, **counts}.items()],
+        key="ldrt-prepare-summary",
+        description="prepare: the new-pairs event sent",
+    )
+    if partial:
+        failures = [(f"{e.stage} {item}", reason) for e in partial for item, reason in e.failures]
+        raise ItemsFailed("prepare", failures, payload)
+    return payload
+
+
+@flow(name="retrain")
+def retrain(
+    dataset: str = "latest",
+    base_model: str | None = None,
+    max_steps: int | None = None,
+    judges: list[str] | None = None,
+    eval_limit: int | None = None,
+    max_new_tokens: int = 512,
+) -> dict[str, Any]:
+    """Train both stages on a dataset version (the instruct version the new-pairs event names),
+    then evaluate the tuned run against the base model."""
+    runs = train_flow(dataset=dataset, base_model=base_model, max_steps=max_steps)
+    report = evaluate_flow(
+        run=runs["instruct"],
+        judges=judges,
+        limit=eval_limit,
+        max_new_tokens=max_new_tokens,
+        base_model=base_model,
+    )
+    return {"train": runs, "evaluate": report}
