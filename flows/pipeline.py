@@ -11,11 +11,10 @@ a retry through `retry_failed`).
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from prefect import Flow, flow
 from prefect.artifacts import create_table_artifact
-from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 
 from flows.stages import (
@@ -25,6 +24,7 @@ from flows.stages import (
     extract_flow,
     qa_flow,
     refresh_flow,
+    run_stage,
     train_flow,
 )
 
@@ -55,16 +55,7 @@ def pipeline(
     partial: list[ItemsFailed] = []
 
     def stage(subflow: Flow[..., Any], **parameters: Any) -> Any:
-        state = cast("State[Any]", subflow(**parameters, return_state=True))
-        if state.is_completed():
-            return state.result()
-        error = state.result(raise_on_failure=False)
-        if isinstance(error, ItemsFailed):
-            partial.append(error)
-            return error.summary
-        if isinstance(error, BaseException):
-            raise error
-        raise RuntimeError(f"{subflow.name} ended {state.type.value}: {state.message}")
+        return run_stage(subflow, partial, **parameters)
 
     done: dict[str, Any] = {}
     done["refresh"] = stage(

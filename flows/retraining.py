@@ -17,12 +17,11 @@ the train pairs not in the previous curated version (what this refresh alone bro
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
-from prefect import Flow, flow, task
+from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import State
 from prefect.events import emit_event
 from prefect.runtime import flow_run
 from sqlalchemy import select
@@ -34,6 +33,7 @@ from flows.stages import (
     extract_flow,
     qa_flow,
     refresh_flow,
+    run_stage,
     train_flow,
 )
 from ldrt_core.config import Settings, load_settings
@@ -134,20 +134,6 @@ def count_new_pairs(settings: Settings, dataset: str) -> dict[str, int]:
 # ----------------------------------------------------------------------------- flows
 
 
-def _stage(subflow: Flow[..., Any], partial: list[ItemsFailed], **parameters: Any) -> Any:
-    """Run a stage flow; some failed items (ItemsFailed) let the cycle go on with the rest."""
-    state = cast("State[Any]", subflow(**parameters, return_state=True))
-    if state.is_completed():
-        return state.result()
-    error = state.result(raise_on_failure=False)
-    if isinstance(error, ItemsFailed):
-        partial.append(error)
-        return error.summary
-    if isinstance(error, BaseException):
-        raise error
-    raise RuntimeError(f"{subflow.name} ended {state.type.value}: {state.message}")
-
-
 @flow(name="prepare")
 def prepare(
     source: str = "s2",
@@ -165,7 +151,7 @@ def prepare(
     migrated_lineage(settings)
     retry = flow_run.get_run_count() > 1
     partial: list[ItemsFailed] = []
-    _stage(
+    run_stage(
         refresh_flow,
         partial,
         source=source,
@@ -173,9 +159,9 @@ def prepare(
         max_papers=max_papers,
         retry_failed=retry,
     )
-    _stage(extract_flow, partial, retry_failed=retry)
-    dataset = _stage(curate_flow, partial, config=curation)
-    versions = _stage(qa_flow, partial, dataset=dataset, backend=qa_backend)
+    run_stage(extract_flow, partial, retry_failed=retry)
+    dataset = run_stage(curate_flow, partial, config=curation)
+    versions = run_stage(qa_flow, partial, dataset=dataset, backend=qa_backend)
     counts = count_new_pairs(settings, dataset)
     payload: dict[str, Any] = {
         "new_pairs": counts["new_pairs"],

@@ -18,15 +18,16 @@ import datetime as dt
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from prefect import flow
+from prefect import Flow, flow
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect.client.schemas.objects import State
 from prefect.futures import PrefectFuture, as_completed
 from prefect.runtime import flow_run
 
@@ -417,3 +418,17 @@ def evaluate_flow(
         description=f"evaluation report ({report_key})",
     )
     return {"evaluations": summary.evaluations, "report": report_key, "items": summary.items}
+
+
+def run_stage(subflow: Flow[..., Any], partial: list[ItemsFailed], **parameters: Any) -> Any:
+    """Run a stage flow; some failed items (ItemsFailed) let the cycle go on with the rest."""
+    state = cast("State[Any]", subflow(**parameters, return_state=True))
+    if state.is_completed():
+        return state.result()
+    error = state.result(raise_on_failure=False)
+    if isinstance(error, ItemsFailed):
+        partial.append(error)
+        return error.summary
+    if isinstance(error, BaseException):
+        raise error
+    raise RuntimeError(f"{subflow.name} ended {state.type.value}: {state.message}")
