@@ -547,32 +547,30 @@ def train(
     (or `torchrun --nproc_per_node N -m flows.cli train --deepspeed zero3 ...`).
     """
     from ldrt_core.store import open_store
-    from ldrt_core.train.loop import STAGES, TrainConfig
-    from ldrt_core.train.runs import deepspeed_config_path, resume_stage, train_stage
+    from ldrt_core.train.runs import resume_stage, stage_configs, train_stage
 
     settings = _settings(ctx)
-    stages = list(STAGES) if stage == "both" else [stage]
-    if any(s not in STAGES for s in stages):
-        raise typer.BadParameter(f"--stage {stage!r}: use align, instruct or both")
-    if from_run and stages != ["instruct"]:
-        raise typer.BadParameter("--from-run goes with --stage instruct")
+    configs = stage_configs(
+        settings,
+        stage,
+        from_run=from_run,
+        deepspeed=deepspeed,
+        align_lr=align_lr,
+        instruct_lr=instruct_lr,
+        projector_lr=projector_lr,
+        checkpoint_every=checkpoint_every,
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        lora_r=lora_r,
+        lora_alpha=lora_alpha,
+        max_length=max_length,
+        precision=precision,
+        seed=seed,
+        workers=workers,
+    )
     engine, store = _engine(settings), open_store(settings)
-    common = {
-        "epochs": epochs,
-        "max_steps": max_steps,
-        "batch_size": batch_size,
-        "grad_accum": grad_accum,
-        "lora_r": lora_r,
-        "lora_alpha": lora_alpha,
-        "max_length": max_length,
-        "checkpoint_every": settings.train_checkpoint_every
-        if checkpoint_every is None
-        else checkpoint_every,
-        "precision": precision,
-        "seed": seed,
-        "workers": workers,
-        "deepspeed": deepspeed_config_path(deepspeed or settings.train_deepspeed),
-    }
     summaries = []
     with _TrainProgress(quiet=as_json) as progress:
         if resume:
@@ -588,14 +586,8 @@ def train(
             )
         else:
             parent = from_run
-            for name in stages:
-                rates = (
-                    {"learning_rate": align_lr}
-                    if name == "align"
-                    else {"learning_rate": instruct_lr, "projector_lr": projector_lr}
-                )
-                config = TrainConfig.for_stage(name, **common, **rates)
-                progress.start(name)
+            for config in configs:
+                progress.start(config.stage)
                 summary = train_stage(
                     engine,
                     store,

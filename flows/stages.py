@@ -34,8 +34,7 @@ from prefect.runtime import flow_run
 from ldrt_core.config import Settings, load_settings
 from ldrt_core.errors import LdrtError
 from ldrt_core.evaluate.answer import Sampling
-from ldrt_core.train.loop import STAGES, TrainConfig
-from ldrt_core.train.runs import deepspeed_config_path
+from ldrt_core.train.runs import stage_configs
 from tasks.resources import artifact_store, migrated_lineage
 from tasks.stages import (
     build_dataset_task,
@@ -317,41 +316,35 @@ def train_flow(
     base_model: default LDRT_BASE_MODEL."""
     settings = load_settings()
     migrated_lineage(settings)
-    stages = list(STAGES) if stage == "both" else [stage]
-    if any(s not in STAGES for s in stages):
-        raise LdrtError(f"stage {stage!r}: use align, instruct or both")
-    if from_run and stages != ["instruct"]:
-        raise LdrtError("from_run goes with stage='instruct'")
-    common: dict[str, Any] = {
-        "epochs": epochs,
-        "max_steps": max_steps,
-        "batch_size": batch_size,
-        "grad_accum": grad_accum,
-        "lora_r": lora_r,
-        "lora_alpha": lora_alpha,
-        "max_length": max_length,
-        "checkpoint_every": settings.train_checkpoint_every
-        if checkpoint_every is None
-        else checkpoint_every,
-        "precision": precision,
-        "seed": seed,
-        "deepspeed": deepspeed_config_path(settings.train_deepspeed),
-    }
+    configs = stage_configs(
+        settings,
+        stage,
+        from_run=from_run,
+        align_lr=align_lr,
+        instruct_lr=instruct_lr,
+        projector_lr=projector_lr,
+        checkpoint_every=checkpoint_every,
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        lora_r=lora_r,
+        lora_alpha=lora_alpha,
+        max_length=max_length,
+        precision=precision,
+        seed=seed,
+    )
     runs: dict[str, str] = {}
     rows = []
     parent = from_run
-    for name in stages:
-        rates = (
-            {"learning_rate": align_lr}
-            if name == "align"
-            else {"learning_rate": instruct_lr, "projector_lr": projector_lr}
-        )
+    for config in configs:
+        name = config.stage
         version = resolve_dataset_task(settings, dataset, name)
         summary = train_stage_task(
             settings,
             version,
             base_model or settings.base_model,
-            TrainConfig.for_stage(name, **common, **rates),
+            config,
             parent,
         )
         runs[name] = parent = summary.run_id

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from sqlalchemy import Engine, select
 
+from ldrt_core.config import Settings
 from ldrt_core.curate.dataset import find_version
 from ldrt_core.db import session_scope
 from ldrt_core.db.models import DatasetVersion, TrainingRun
@@ -64,6 +65,7 @@ __all__ = [
     "merge_run",
     "resolve_dataset",
     "resume_stage",
+    "stage_configs",
     "train_stage",
 ]
 
@@ -139,6 +141,44 @@ def deepspeed_config_path(name: str | None) -> str | None:
 
 
 # ------------------------------------------------------------------------------ training
+
+
+def stage_configs(
+    settings: Settings,
+    stage: str,
+    *,
+    from_run: str | None = None,
+    deepspeed: str | None = None,
+    align_lr: float | None = None,
+    instruct_lr: float | None = None,
+    projector_lr: float | None = None,
+    checkpoint_every: int | None = None,
+    **options: Any,
+) -> list[TrainConfig]:
+    """The config of each stage `stage` names ("align", "instruct" or "both", in that order).
+
+    Options left None take the stage's defaults; `checkpoint_every` and `deepspeed` default to
+    LDRT_TRAIN_CHECKPOINT_EVERY and LDRT_TRAIN_DEEPSPEED. `from_run` (a stage-1 run to start
+    from) only goes with "instruct"."""
+    from ldrt_core.train.loop import STAGES
+
+    stages = list(STAGES) if stage == "both" else [stage]
+    if any(s not in STAGES for s in stages):
+        raise TrainingError(f"stage {stage!r}: use align, instruct or both")
+    if from_run and stages != ["instruct"]:
+        raise TrainingError("a run to start from (--from-run) goes with stage instruct")
+    common = {
+        **options,
+        "checkpoint_every": settings.train_checkpoint_every
+        if checkpoint_every is None
+        else checkpoint_every,
+        "deepspeed": deepspeed_config_path(deepspeed or settings.train_deepspeed),
+    }
+    rates: dict[str, dict[str, Any]] = {
+        "align": {"learning_rate": align_lr},
+        "instruct": {"learning_rate": instruct_lr, "projector_lr": projector_lr},
+    }
+    return [TrainConfig.for_stage(name, **common, **rates[name]) for name in stages]
 
 
 def train_stage(
