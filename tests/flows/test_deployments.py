@@ -11,10 +11,9 @@ the API. No worker runs: a created (Scheduled) flow run is what the trigger must
 from __future__ import annotations
 
 import datetime as dt
-import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,8 +29,6 @@ from prefect.events.filters import (
     EventResourceFilter,
 )
 from prefect.events.worker import EventsWorker
-from prefect.settings import PREFECT_API_URL, PREFECT_LOCAL_STORAGE_PATH, temporary_settings
-from prefect.testing.utilities import prefect_test_harness
 
 from deployments.deploy import (
     REFRESH_DEPLOYMENT,
@@ -46,28 +43,12 @@ from ldrt_core.db.models import DatasetMember, TrainingRun
 from ldrt_core.errors import ConfigError
 from ldrt_core.samples import write_sample_corpus
 
-pytestmark = [pytest.mark.integration]
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_api")]
 
 T = TypeVar("T")
 MIN_PAIRS = 50
 # Unique per test session, so a shared CI server's earlier runs never satisfy the polls.
 CPU_POOL, GPU_POOL = f"ldrt-cpu-{uuid.uuid4().hex[:6]}", f"ldrt-gpu-{uuid.uuid4().hex[:6]}"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """CI's Prefect server, or a temporary one; task results under a fresh folder either way."""
-    results = tmp_path_factory.mktemp("prefect-results")
-    url = os.environ.get("LDRT_TEST_PREFECT_API_URL")
-    if url:
-        with temporary_settings({PREFECT_API_URL: url, PREFECT_LOCAL_STORAGE_PATH: results}):
-            yield
-        return
-    with (
-        prefect_test_harness(server_startup_timeout=90),
-        temporary_settings({PREFECT_LOCAL_STORAGE_PATH: results}),
-    ):
-        yield
 
 
 @pytest.fixture(scope="module")

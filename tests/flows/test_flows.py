@@ -8,8 +8,6 @@ on SQLite). Output: flow and task run states, artifacts, and the rows in the lin
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -24,8 +22,6 @@ from prefect.client.schemas.filters import (
     FlowRunFilterParentFlowRunId,
 )
 from prefect.client.schemas.objects import State
-from prefect.settings import PREFECT_API_URL, PREFECT_LOCAL_STORAGE_PATH, temporary_settings
-from prefect.testing.utilities import prefect_test_harness
 from sqlalchemy import select
 
 from flows.pipeline import pipeline
@@ -44,23 +40,7 @@ from ldrt_core.samples import write_sample_corpus
 from ldrt_core.store import open_store
 from tests.support import bad_pdfs
 
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module", autouse=True)
-def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """CI's Prefect server, or a temporary one; task results under a fresh folder either way."""
-    results = tmp_path_factory.mktemp("prefect-results")
-    url = os.environ.get("LDRT_TEST_PREFECT_API_URL")
-    if url:
-        with temporary_settings({PREFECT_API_URL: url, PREFECT_LOCAL_STORAGE_PATH: results}):
-            yield
-        return
-    with (
-        prefect_test_harness(server_startup_timeout=90),
-        temporary_settings({PREFECT_LOCAL_STORAGE_PATH: results}),
-    ):
-        yield
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_api")]
 
 
 def flow_run_id(state: State[Any]) -> UUID:
