@@ -29,14 +29,14 @@ import torch
 from sqlalchemy import Engine
 
 from ldrt_core.curate.dataset import find_version
-from ldrt_core.db import session_scope
-from ldrt_core.db.models import DatasetVersion, TrainingRun
+from ldrt_core.db.models import DatasetVersion
 from ldrt_core.errors import LdrtError
 from ldrt_core.evaluate.records import EvalItem
 from ldrt_core.store import ArtifactStore
 from ldrt_core.train.data import expand_to_square
-from ldrt_core.train.loop import ADAPTER_DIR, PROJECTOR_FILE
+from ldrt_core.train.loop import ADAPTER_DIR
 from ldrt_core.train.model import IMAGE_TOKEN, load_llava, quiet_peft
+from ldrt_core.train.runs import chain_projectors, resolve_dataset, run_chain
 
 __all__ = [
     "ANSWER_PROMPT_VERSION",
@@ -46,7 +46,6 @@ __all__ = [
     "VLLMAnswerer",
     "answer_items",
     "load_eval_items",
-    "run_chain",
 ]
 
 ANSWER_PROMPT_VERSION = "answer-v1"
@@ -79,8 +78,6 @@ def load_eval_items(
 ) -> tuple[DatasetVersion, list[EvalItem]]:
     """The evaluation questions of an instruct dataset version (or of a curated one's newest
     instruct version), in a stable order; `limit`: the first N conversations only."""
-    from ldrt_core.train.runs import resolve_dataset
-
     version = resolve_dataset(engine, dataset, "instruct")
     key = f"datasets/{version.id}/{EVAL_FILE}"
     if not store.exists(key):
@@ -319,30 +316,12 @@ class VLLMAnswerer:  # pragma: no cover - needs vllm and a GPU
 # ------------------------------------------------------------------------------ runs
 
 
-def run_chain(engine: Engine, run_id: str) -> list[TrainingRun]:
-    """The run and its ancestors, newest first (stage 2, then the stage 1 it started from)."""
-    chain: list[TrainingRun] = []
-    current: str | None = run_id
-    with session_scope(engine) as session:
-        while current:
-            row = session.get(TrainingRun, current)
-            if row is None:
-                raise LdrtError(f"no training run {current}")
-            chain.append(row)
-            current = row.parent_run_id
-    return chain
-
-
 def answerer_for_run(
     engine: Engine, store: ArtifactStore, run_id: str, sampling: Sampling, base_model: str | None
 ) -> TransformersAnswerer:
     """The base model with the run's projector(s) and adapter, ready to answer."""
     chain = run_chain(engine, run_id)
-    projectors = [
-        store.get(row.outputs[PROJECTOR_FILE])
-        for row in reversed(chain)
-        if PROJECTOR_FILE in row.outputs
-    ]
+    projectors = chain_projectors(store, chain)
     newest = chain[0]
     adapter = None
     if f"{ADAPTER_DIR}/adapter_model.safetensors" in newest.outputs:

@@ -60,11 +60,13 @@ from ldrt_core.train.model import (
 __all__ = [
     "DEEPSPEED_CONFIGS",
     "RunSummary",
+    "chain_projectors",
     "deepspeed_config_path",
     "find_run",
     "merge_run",
     "resolve_dataset",
     "resume_stage",
+    "run_chain",
     "stage_configs",
     "train_stage",
 ]
@@ -434,6 +436,30 @@ def _download_checkpoint(store: ArtifactStore, run_id: str, local: Path) -> bool
 # ------------------------------------------------------------------------------- merging
 
 
+def run_chain(engine: Engine, run_id: str) -> list[TrainingRun]:
+    """The run and its ancestors, newest first (stage 2, then the stage 1 it started from)."""
+    chain: list[TrainingRun] = []
+    current: str | None = run_id
+    with session_scope(engine) as session:
+        while current:
+            row = session.get(TrainingRun, current)
+            if row is None:
+                raise LdrtError(f"no training run {current}")
+            chain.append(row)
+            current = row.parent_run_id
+    return chain
+
+
+def chain_projectors(store: ArtifactStore, chain: list[TrainingRun]) -> list[bytes]:
+    """The stored projector weights along a run chain, oldest first: loaded in this order, the
+    newest projector wins."""
+    return [
+        store.get(row.outputs[PROJECTOR_FILE])
+        for row in reversed(chain)
+        if PROJECTOR_FILE in row.outputs
+    ]
+
+
 def merge_run(
     engine: Engine,
     store: ArtifactStore,
@@ -451,13 +477,10 @@ def merge_run(
     row = find_run(engine, run)
     if row.status != "completed":
         raise TrainingError(f"run {row.id[:12]} is {row.status}: only a completed run merges")
-    chain = [row]
-    while chain[-1].parent_run_id:
-        chain.append(find_run(engine, chain[-1].parent_run_id))
+    chain = run_chain(engine, row.id)
     model, processor = load_llava(base_model or row.base_model)
-    for step in reversed(chain):  # stage 1 first: a later projector wins
-        if PROJECTOR_FILE in step.outputs:
-            load_projector(model, store.get(step.outputs[PROJECTOR_FILE]))
+    for payload in chain_projectors(store, chain):
+        load_projector(model, payload)
     adapter_key = row.outputs.get(f"{ADAPTER_DIR}/adapter_model.safetensors")
     staging = out_dir.with_name(out_dir.name + ".part")
     shutil.rmtree(staging, ignore_errors=True)
