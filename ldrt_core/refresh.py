@@ -123,6 +123,7 @@ def discover(
             break
     if failure is not None:  # what came before the failure is stored; the cursor stays put
         raise failure
+    found.to_download.extend(_left_behind(engine, source, retry_failed, set(found.to_download)))
     with session_scope(engine) as session:
         cursor = session.get(RefreshCursor, key) or RefreshCursor(source=key, query=query)
         cursor.last_publication_date = newest
@@ -130,6 +131,25 @@ def discover(
         cursor.flow_run_id = flow_run_id
         session.add(cursor)
     return found
+
+
+def _left_behind(
+    engine: Engine, source: PaperSource, retry_failed: bool, queued: set[int]
+) -> list[int]:
+    """Papers of this kind of source still to download that the search window no longer
+    reaches: pending ones (a run stopped before their download) and, with `retry_failed`,
+    failed ones, however old."""
+    statuses = ["pending", "failed"] if retry_failed else ["pending"]
+    with session_scope(engine) as session:
+        ids = session.scalars(
+            select(Paper.id)
+            .where(
+                Paper.source == source.name.partition(":")[0],
+                Paper.download_status.in_(statuses),
+            )
+            .order_by(Paper.id)
+        )
+        return [i for i in ids if i not in queued]
 
 
 def _take(records: Iterator[PaperRecord], n: int) -> tuple[list[PaperRecord], LdrtError | None]:

@@ -240,6 +240,20 @@ def test_same_doi_from_another_source_is_one_paper(tmp_path: Path) -> None:
         assert s2.pdf_hits() == 0  # the PDF was already there
 
 
+def test_retry_failed_reaches_papers_outside_the_search_window(tmp_path: Path) -> None:
+    papers = make_papers(10, start="2025-03-01")
+    faults = Faults(html_pdfs={name(papers[0])})  # published 1 March
+    with S2Replay(papers, faults=faults) as s2:
+        env = make_env(tmp_path, s2)
+        assert env.run(overlap_days=3).failed == 1
+        s2.faults = Faults()  # the publisher fixed it
+        again = env.run(overlap_days=3)  # searches from 7 March: the paper is not found again
+        assert (again.found, again.downloaded) == (4, 0)
+        retried = env.run(overlap_days=3, retry_failed=True)
+        assert (retried.found, retried.downloaded, retried.failed) == (4, 1, 0)
+        assert env.papers()[papers[0].paper_id].download_status == "ok"
+
+
 def test_folder_source_refresh_twice(tmp_path: Path) -> None:
     folder = tmp_path / "pdfs"
     folder.mkdir()
