@@ -6,35 +6,46 @@ ids and store keys. At the end it publishes a table artifact (counts, failures w
 evaluate adds the report as markdown).
 
 Per-item stages (the downloads of refresh, extract) run one task per paper or document, at most
-LDRT_DOWNLOAD_WORKERS / LDRT_EXTRACT_WORKERS at a time. A bad item fails its own task run (its
+LDRT_DOWNLOAD_WORKERS / LDRT_EXTRACT_WORKERS at a time, on the task runner LDRT_TASK_RUNNER
+names (threads, or Dask: `flows.runners`). A bad item fails its own task run (its
 reason recorded in the database) while the others finish; the flow then raises `ItemsFailed`
 and ends Failed. Retrying the flow run (UI or `prefect flow-run retry`) retries the failed items
 only: the done ones are no longer pending in the database.
+
+Stage flows never persist their results (`persist_result=False`). A retried `pipeline` would
+otherwise reuse each stage that completed the first time, with its old result, and an
+extraction or a dataset built before the failed item was fixed would never see it. Instead each
+stage runs again and finds in the database what is still to do: the items done the first time
+are skipped, the failed ones are tried again, and the stages after them (curate, QA, train,
+evaluate) run on the data that now includes them (training is Cached when its data is
+unchanged). The tasks whose cache saves real work (extract-document, train-stage) persist
+their results themselves.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from prefect import Flow, flow
-from prefect.artifacts import (
-    create_markdown_artifact,
-    create_progress_artifact,
-    create_table_artifact,
-    update_progress_artifact,
-)
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.client.schemas.objects import State
+from prefect.context import SettingsContext
 from prefect.futures import PrefectFuture, as_completed
 from prefect.runtime import flow_run
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
+from prefect.settings.models.root import Settings as PrefectSettings
 
+from flows.runners import task_runner
 from ldrt_core.config import Settings, load_settings
 from ldrt_core.errors import LdrtError
 from ldrt_core.evaluate.answer import Sampling
 from ldrt_core.train.runs import stage_configs
+from tasks.progress import ProgressArtifact
 from tasks.resources import artifact_store, migrated_lineage
 from tasks.stages import (
     build_dataset_task,
@@ -88,8 +99,9 @@ def run_items(
     total = len(waiting)
     running: dict[PrefectFuture[Any], Hashable] = {}
     results = ItemResults()
-    bar: Any = create_progress_artifact(0.0, description=f"{what}: 0 of {total}") if total else None
-    shown = 0
+    progress = ProgressArtifact(what)
+    if total:
+        progress(0, total)  # the bar shows as soon as the work starts
     while waiting or running:
         while waiting and len(running) < limit:
             item = waiting.popleft()
@@ -104,13 +116,7 @@ def run_items(
             error = state.result(raise_on_failure=False)
             reason = str(error) if isinstance(error, BaseException) else str(state.message)
             results.failures.append((str(item), reason))
-        finished = len(results.done) + len(results.failures)
-        percent = 100 * finished // total
-        if percent > shown:  # one API call per percent, not per item
-            shown = percent
-            update_progress_artifact(
-                bar, float(percent), description=f"{what}: {finished} of {total}"
-            )
+        progress(len(results.done) + len(results.failures), total)
     return results
 
 
@@ -146,7 +152,7 @@ def _is_retry() -> bool:
 # ----------------------------------------------------------------------------- flows
 
 
-@flow(name="refresh")
+@flow(name="refresh", task_runner=task_runner(), persist_result=False)
 def refresh_flow(
     source: str = "s2",
     query: str | None = None,
@@ -192,7 +198,7 @@ def refresh_flow(
     return counts
 
 
-@flow(name="extract")
+@flow(name="extract", task_runner=task_runner(), persist_result=False)
 def extract_flow(retry_failed: bool = False) -> dict[str, Any]:
     """Figures, captions and markdown from every stored document not yet extracted (one task
     per PDF, LDRT_EXTRACT_WORKERS at a time, each in an isolated worker process).
@@ -224,7 +230,7 @@ def extract_flow(retry_failed: bool = False) -> dict[str, Any]:
     return counts
 
 
-@flow(name="curate")
+@flow(name="curate", persist_result=False)
 def curate_flow(config: dict[str, Any] | None = None) -> str:
     """Filter, split and version the extracted figure-caption pairs; returns the dataset id.
 
@@ -262,7 +268,7 @@ def curate_flow(config: dict[str, Any] | None = None) -> str:
     return built.id
 
 
-@flow(name="qa")
+@flow(name="qa", persist_result=False)
 def qa_flow(
     dataset: str = "latest", backend: str | None = None, model: str | None = None
 ) -> dict[str, str]:
@@ -291,7 +297,7 @@ def qa_flow(
     return versions
 
 
-@flow(name="train")
+@flow(name="train", persist_result=False)
 def train_flow(
     dataset: str = "latest",
     base_model: str | None = None,
@@ -366,7 +372,7 @@ def train_flow(
     return runs
 
 
-@flow(name="evaluate")
+@flow(name="evaluate", persist_result=False)
 def evaluate_flow(
     run: str = "latest",
     baseline: str = "base",
@@ -413,9 +419,33 @@ def evaluate_flow(
     return {"evaluations": summary.evaluations, "report": report_key, "items": summary.items}
 
 
+_quiet_settings: dict[int, tuple[PrefectSettings, PrefectSettings]] = {}
+
+
+@contextmanager
+def _without_heartbeats() -> Iterator[None]:
+    """The current Prefect settings with flow-run heartbeats off (the copy is made once per
+    settings object: `temporary_settings` would rebuild it, 50 ms, on every call)."""
+    context = SettingsContext.get()
+    assert context is not None
+    current = context.settings
+    cached = _quiet_settings.get(id(current))
+    if cached is None or cached[0] is not current:
+        quiet = current.copy_with_update(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+        cached = _quiet_settings[id(current)] = (current, quiet)
+    with SettingsContext(profile=context.profile, settings=cached[1]):
+        yield
+
+
 def run_stage(subflow: Flow[..., Any], partial: list[ItemsFailed], **parameters: Any) -> Any:
-    """Run a stage flow; some failed items (ItemsFailed) let the cycle go on with the rest."""
-    state = cast("State[Any]", subflow(**parameters, return_state=True))
+    """Run a stage flow as a subflow; some failed items (ItemsFailed) let the cycle go on with the
+    rest.
+
+    The subflow sends no heartbeats of its own: it runs in its parent's process, whose flow run
+    heartbeats for both, and Prefect's heartbeat thread costs every flow run up to a second at its
+    end (it sleeps in one-second steps before it notices the run is over)."""
+    with _without_heartbeats():
+        state = cast("State[Any]", subflow(**parameters, return_state=True))
     if state.is_completed():
         return state.result()
     error = state.result(raise_on_failure=False)

@@ -20,6 +20,7 @@ from ldrt_core.extract.records import ExtractOptions
 from ldrt_core.store import ArtifactStore, open_store
 
 _upgrade_lock = threading.Lock()
+_migrated: set[Engine] = set()
 
 
 @cache
@@ -29,10 +30,13 @@ def lineage(settings: Settings) -> Engine:
 
 
 def migrated_lineage(settings: Settings) -> Engine:
-    """`lineage(settings)` migrated to the newest schema; flows call it once at the start."""
+    """`lineage(settings)` migrated to the newest schema; each flow calls it at its start, and
+    it migrates once per process (the pipeline's six stage flows share one check)."""
     engine = lineage(settings)
     with _upgrade_lock:
-        db.upgrade(engine)
+        if engine not in _migrated:
+            db.upgrade(engine)
+            _migrated.add(engine)
     return engine
 
 

@@ -39,7 +39,6 @@ from dataclasses import asdict
 from typing import Any
 
 from prefect import task
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE, CachePolicy
 from prefect.client.schemas.objects import State, TaskRun
 from prefect.context import TaskRunContext
@@ -69,6 +68,7 @@ from ldrt_core.refresh import Discovery, DownloadOutcome, discover, download_pap
 from ldrt_core.sources import open_source
 from ldrt_core.train.loop import TrainConfig
 from ldrt_core.train.runs import RunSummary, resolve_dataset, train_stage
+from tasks.progress import ProgressArtifact
 from tasks.resources import artifact_store, extraction_pool, lineage, target_fingerprint
 
 HOUR = 3600
@@ -178,6 +178,7 @@ def _extract_key(_context: TaskRunContext, parameters: dict[str, Any]) -> str:
     task_run_name="extract-{sha256:.12}",
     tags={"ldrt", "ldrt-extract"},
     cache_policy=CachePolicy.from_cache_key_fn(_extract_key),
+    persist_result=True,  # the cache needs it, whatever the flow persists
     retries=1,
     retry_delay_seconds=30,
     retry_condition_fn=_not_item_failure,
@@ -283,6 +284,7 @@ def _train_key(_context: TaskRunContext, parameters: dict[str, Any]) -> str:
     task_run_name="train-{config.stage}",
     tags={"ldrt", "ldrt-train"},
     cache_policy=CachePolicy.from_cache_key_fn(_train_key),
+    persist_result=True,  # the cache needs it, whatever the flow persists
     retries=0,  # a failed run is recorded; continue it with `ldrt train --resume`, not anew
     timeout_seconds=72 * HOUR,
 )
@@ -294,7 +296,7 @@ def train_stage_task(
     parent_run: str | None = None,
 ) -> RunSummary:
     """One training stage of LLaVA; the step progress shows as a progress artifact."""
-    progress = _Progress(f"training: {config.stage} steps")
+    progress = ProgressArtifact(f"training {config.stage}: steps")
     return train_stage(
         lineage(settings),
         artifact_store(settings),
@@ -333,10 +335,10 @@ def evaluate_run_task(
 ) -> EvaluationSummary:
     """Answer the held-out questions with the baseline and the tuned model, score, report."""
     opened = open_judges(settings, judges)
-    bars: dict[str, _Progress] = {}
+    bars: dict[str, ProgressArtifact] = {}
 
     def progress(what: str, done: int, total: int) -> None:
-        bars.setdefault(what, _Progress(what))(done, total)
+        bars.setdefault(what, ProgressArtifact(what))(done, total)
 
     try:
         return evaluate_run(
@@ -358,26 +360,6 @@ def evaluate_run_task(
     finally:
         for judge in opened:
             judge.client.close()
-
-
-class _Progress:
-    """A Prefect progress artifact fed by a core `(done, total)` callback; it is updated at
-    most once per percent, so a long run makes about a hundred API calls, not one per step."""
-
-    def __init__(self, description: str) -> None:
-        self.description = description
-        self.artifact: Any = None
-        self.shown = -1
-
-    def __call__(self, done: int, total: int) -> None:
-        percent = int(100 * done / total) if total else 0
-        if percent == self.shown:
-            return
-        self.shown = percent
-        if self.artifact is None:
-            self.artifact = create_progress_artifact(float(percent), description=self.description)
-        else:
-            update_progress_artifact(self.artifact, float(percent))
 
 
 __all__ = [
