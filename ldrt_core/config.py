@@ -160,6 +160,16 @@ class Settings(BaseSettings):
         default=200, ge=0, description="Optimizer steps between checkpoints (0: none)."
     )
 
+    # ---- orchestration
+    task_runner: str = Field(
+        default="threads",
+        description=(
+            "Where per-item tasks run: threads[:N], dask[:N] (a local Dask cluster of N "
+            "worker processes) or dask:tcp://HOST:PORT (a running Dask scheduler); read when "
+            "the flows are imported."
+        ),
+    )
+
     # ---- evaluation
     judges: str = Field(
         default="",
@@ -201,6 +211,12 @@ class Settings(BaseSettings):
         if bad:
             raise ValueError(f"expected comma-separated host names, got {bad[0]!r}")
         return ",".join(hosts)
+
+    @field_validator("task_runner")
+    @classmethod
+    def _check_task_runner(cls, value: str) -> str:
+        parse_task_runner(value)
+        return value
 
     @field_validator("store_url")
     @classmethod
@@ -316,6 +332,22 @@ def mask_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         return "(unparsable URL)"
+
+
+TASK_RUNNER_CHOICES = "threads, threads:N, dask, dask:N or dask:tcp://HOST:PORT"
+
+
+def parse_task_runner(spec: str) -> tuple[str, int | None, str | None]:
+    """LDRT_TASK_RUNNER as (kind, workers, scheduler address); ValueError if malformed."""
+    kind, _, argument = spec.partition(":")
+    workers = int(argument) if argument.isdigit() and int(argument) > 0 else None
+    if kind == "threads" and (not argument or workers):
+        return kind, workers, None
+    if kind == "dask" and (not argument or workers):
+        return kind, workers, None
+    if kind == "dask" and re.fullmatch(r"[a-z]+://\S+", argument):
+        return kind, None, argument
+    raise ValueError(f"{spec!r}: use {TASK_RUNNER_CHOICES}")
 
 
 def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
