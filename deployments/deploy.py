@@ -1,8 +1,9 @@
 """Register the weekly cycle with a Prefect server: two work pools and two deployments.
 
-    LDRT_REFRESH_CRON="0 3 * * 1" LDRT_RETRAIN_MIN_PAIRS=500 python -m deployments.deploy
+    LDRT_REFRESH_CRON="0 3 * * 1" LDRT_RETRAIN_MIN_PAIRS=500 ldrt-deploy
     prefect worker start --pool ldrt-cpu     # runs the weekly refresh
     prefect worker start --pool ldrt-gpu     # runs retrain, one at a time
+    (ldrt-deploy is `python -m deployments.deploy`)
 
 - `weekly-refresh` (pool ldrt-cpu): `flows.retraining.prepare` on a cron schedule in UTC
   (default Monday 03:00); it ends by sending `ldrt.dataset.new-pairs`.
@@ -16,6 +17,12 @@ so a worker runs the flows from the `ldrt` package installed in its own environm
 compose file's workers, or `pip install -e .` here). Upgrading the code means upgrading that
 package; running this again updates the deployments in place.
 
+With an S3 store (LDRT_STORE_URL=s3://..., MinIO in the compose stack) it also saves an `S3Bucket`
+block, `ldrt-results`, with the store's endpoint and keys, and makes it the server's default
+result storage: task results (the cached extraction and training records) then persist under
+`prefect-results/` in the store's bucket, readable from any worker. With a local store they stay
+on the worker's disk (PREFECT_LOCAL_STORAGE_PATH).
+
 Prefect's triggers match event resource labels with globs and cannot compare payload numbers,
 so the event also carries the count as a zero-padded label and the trigger matches it with the
 globs that mean "at least the threshold" (`flows.retraining.at_least_globs`). The threshold
@@ -25,9 +32,11 @@ thus lives in the trigger alone; changing it is a redeploy, not a change to the 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
+from uuid import UUID
 
 from prefect import get_client
 from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
@@ -39,10 +48,13 @@ from prefect.types.entrypoint import EntrypointType
 from prefect.workers.process import ProcessWorker
 
 from flows.retraining import NEW_PAIRS_EVENT, NEW_PAIRS_LABEL, at_least_globs, prepare, retrain
+from ldrt_core.config import Settings, load_settings
 from ldrt_core.errors import ConfigError
 
 REFRESH_DEPLOYMENT = "weekly-refresh"
 RETRAIN_DEPLOYMENT = "retrain"
+RESULTS_BLOCK = "ldrt-results"  # an S3Bucket block: Prefect's result storage in the S3 store
+RESULTS_FOLDER = "prefect-results"
 
 
 @dataclass(frozen=True)
@@ -147,25 +159,69 @@ def ensure_work_pools(config: DeployConfig) -> None:
                 client.update_work_pool(name, WorkPoolUpdate(concurrency_limit=limit))
 
 
-def deploy(config: DeployConfig | None = None) -> dict[str, Any]:
-    """Create the work pools and register (or update) both deployments; their ids by name."""
+def configure_result_storage(settings: Settings) -> UUID | None:
+    """With an S3 store: save the `ldrt-results` S3Bucket block (the store's endpoint, keys and
+    bucket, folder `prefect-results`) and make it the Prefect server's default result storage.
+    Returns the block's id; None, changing nothing, when the store is local."""
+    if not settings.store_is_s3:
+        return None
+    from prefect_aws import AwsClientParameters, MinIOCredentials, S3Bucket
+
+    if settings.s3_access_key is None or settings.s3_secret_key is None:
+        raise ConfigError("an S3 store needs LDRT_S3_ACCESS_KEY and LDRT_S3_SECRET_KEY")
+    bucket, _, prefix = settings.store_url.removeprefix("s3://").partition("/")
+    scheme = "https" if settings.s3_secure else "http"
+    credentials = MinIOCredentials(
+        minio_root_user=settings.s3_access_key.get_secret_value(),
+        minio_root_password=settings.s3_secret_key,
+        region_name=settings.s3_region or "us-east-1",
+        aws_client_parameters=AwsClientParameters(
+            endpoint_url=f"{scheme}://{settings.s3_host}", use_ssl=scheme == "https"
+        ),
+    )
+    storage = S3Bucket(
+        bucket_name=bucket,
+        bucket_folder="/".join(p for p in (prefix.strip("/"), RESULTS_FOLDER) if p),
+        credentials=credentials,
+    )
+    block_id = cast(UUID, storage.save(RESULTS_BLOCK, overwrite=True))
+    with get_client(sync_client=True) as client:
+        client.update_server_default_result_storage(block_id)
+    return block_id
+
+
+def deploy(config: DeployConfig | None = None, settings: Settings | None = None) -> dict[str, Any]:
+    """Create the work pools, point result storage at an S3 store, and register (or update)
+    both deployments; their ids by name."""
     config = config or DeployConfig.from_env()
     ensure_work_pools(config)
+    configure_result_storage(settings or load_settings())
     return {d.name: d.apply() for d in build_deployments(config)}
 
 
 def ldrt_deploy_main(argv: Sequence[str] | None = None) -> int:
     """Console entry point: deploy with the settings from the environment, print what was
     registered. (No options yet: everything is an LDRT_* variable.)"""
+    argv = sys.argv[1:] if argv is None else argv
     if argv:
-        print("usage: ldrt deploy  (configure with LDRT_REFRESH_CRON, LDRT_RETRAIN_MIN_PAIRS)")
+        print(
+            "usage: ldrt-deploy  (configure with LDRT_REFRESH_CRON, LDRT_RETRAIN_MIN_PAIRS, "
+            "LDRT_REFRESH_SOURCE and the LDRT_STORE_URL / LDRT_S3_* of the workers)"
+        )
         return 2
     config = DeployConfig.from_env()
-    ids = deploy(config)
+    settings = load_settings()
+    ids = deploy(config, settings)
+    results = (
+        f"s3-bucket/{RESULTS_BLOCK} in {settings.store_url}"
+        if settings.store_is_s3
+        else "each worker's PREFECT_LOCAL_STORAGE_PATH"
+    )
     print(
         f"deployed {', '.join(f'{name} ({i})' for name, i in ids.items())}: weekly-refresh on "
         f"'{config.refresh_cron}' {config.timezone} in pool {config.cpu_pool}; retrain on "
-        f"{config.retrain_min_pairs}+ new pairs in pool {config.gpu_pool} (concurrency 1)"
+        f"{config.retrain_min_pairs}+ new pairs in pool {config.gpu_pool} (concurrency 1); "
+        f"task results in {results}"
     )
     return 0
 

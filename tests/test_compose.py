@@ -189,6 +189,19 @@ def test_workers_wait_for_the_services_they_use(compose: dict[str, Any]) -> None
         assert depends["minio-init"]["condition"] == "service_completed_successfully"
 
 
+def test_deploy_job_registers_against_the_server_with_the_s3_store(
+    compose: dict[str, Any],
+) -> None:
+    deploy = compose["services"]["ldrt-deploy"]
+    assert deploy["command"] == ["ldrt-deploy"] and _one_shot(compose, "ldrt-deploy")
+    assert deploy["depends_on"]["prefect-server"]["condition"] == "service_healthy"
+    assert deploy["depends_on"]["minio-init"]["condition"] == "service_completed_successfully"
+    env = deploy["environment"]
+    assert env["PREFECT_API_URL"] == "http://prefect-server:4200/api"
+    assert env["LDRT_STORE_URL"].startswith("s3://")  # so the S3 result storage block is made
+    assert {"LDRT_REFRESH_CRON", "LDRT_RETRAIN_MIN_PAIRS"} <= set(env)
+
+
 def test_prefect_and_ldrt_get_separate_databases(compose: dict[str, Any]) -> None:
     postgres = compose["services"]["postgres"]["environment"]
     assert postgres["POSTGRES_DB"] == "ldrt"

@@ -1,0 +1,141 @@
+"""Retrying a failed `pipeline` run by hand, as a user does after fixing its input.
+
+Input: the Prefect server (CI's, on PostgreSQL; else Prefect's test harness), the lineage
+database on PostgreSQL, the S3 store on the loopback S3 server with Prefect's task results kept
+in it (the `ldrt-results` S3Bucket block as the server's default result storage), and four
+sample papers whose last PDF is cut off halfway.
+Output: flow and task run states read back from the API, rows in the lineage database, and the
+result objects in the bucket.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from prefect import get_client
+from prefect.settings import PREFECT_API_URL
+from sqlalchemy import select
+
+from deployments.deploy import RESULTS_FOLDER, configure_result_storage
+from flows.pipeline import pipeline
+from ldrt_core import db
+from ldrt_core.config import load_settings
+from ldrt_core.db.models import DatasetVersion, Document, Paper, TrainingRun
+from ldrt_core.samples import write_sample_corpus
+from ldrt_core.store import open_store
+from tests.flows.test_flows import flow_run_id, subflow_runs, task_runs
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
+
+REPO = Path(__file__).resolve().parents[2]
+PARAMETERS: dict[str, Any] = {
+    "curation": {"eval_share": 0.3},
+    "qa_backend": "template",
+    "base_model": "tiny-random",
+    "max_steps": 2,
+    "lora_r": 8,
+    "lora_alpha": 16,
+    "checkpoint_every": 0,
+    "eval_limit": 2,
+    "max_new_tokens": 8,
+}
+ITEM_TASKS = ("download-", "extract-")
+
+
+def stage_tasks(run_id: UUID, since: dt.datetime | None = None) -> dict[str, list[Any]]:
+    """The task runs of each stage flow run under the pipeline run (those started since)."""
+    stages = [r for r in subflow_runs(run_id) if since is None or r.created >= since]
+    return {run.name: task_runs(run.id) for run in stages}
+
+
+def test_retrying_a_failed_pipeline_run_reruns_only_the_failed_item(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pg_url: str, s3_env: dict[str, str]
+) -> None:
+    papers = write_sample_corpus(tmp_path / "papers", papers=4, seed=4)  # 4th: train split
+    broken = papers[-1].pdf_path
+    good = broken.read_bytes()
+    broken.write_bytes(good[: len(good) // 2])  # no %%EOF: the download check refuses it
+    env = {
+        "LDRT_HOME": str(tmp_path / "home"),
+        "LDRT_DB_URL": pg_url,
+        **s3_env,
+        "LDRT_DOWNLOAD_RETRIES": "0",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    assert configure_result_storage(settings) is not None
+    try:
+        state = pipeline(source=f"folder:{tmp_path / 'papers'}", **PARAMETERS, return_state=True)
+
+        # The run ends Failed, with one failed task: the cut-off paper's download.
+        assert state.is_failed()
+        run_id = flow_run_id(state)
+        first = stage_tasks(run_id)
+        failed = [t.name for tasks in first.values() for t in tasks if t.state.is_failed()]
+        engine = db.connect(settings)
+        with db.session_scope(engine) as session:
+            paper = session.scalars(select(Paper).where(Paper.download_status == "failed")).one()
+            assert "cut short" in (paper.download_error or "")
+            bad_paper = paper.id
+        assert failed == [f"download-{bad_paper}"]
+        assert sum(t.name.startswith("extract-") for ts in first.values() for t in ts) == 3
+
+        # Fix the input; retry the same flow run from the command line.
+        broken.write_bytes(good)
+        retried_at = dt.datetime.now(dt.UTC)
+        prefect_cli = Path(sys.executable).with_name("prefect")
+        entrypoint = "flows/pipeline.py:pipeline"
+        done = subprocess.run(
+            [str(prefect_cli), "flow-run", "retry", str(run_id), "--entrypoint", entrypoint],
+            cwd=REPO,
+            env={**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(run_id)
+        assert run.state is not None and run.state.is_completed() and run.run_count == 2
+        again = stage_tasks(run_id, since=retried_at)
+        assert len(again) == 6
+        with db.session_scope(engine) as session:
+            fixed = session.get(Paper, bad_paper)
+            assert fixed is not None and fixed.download_status == "ok"
+            new_document = fixed.document_sha256
+            documents = list(session.scalars(select(Document)))
+            curated = list(
+                session.scalars(
+                    select(DatasetVersion)
+                    .where(DatasetVersion.kind == "curated")
+                    .order_by(DatasetVersion.created_at)
+                )
+            )
+            trained = list(session.scalars(select(TrainingRun)))
+        assert new_document is not None
+        # Of the per-item tasks, only the failed download ran again, and the one new document
+        # it brought was extracted; the other three papers were neither fetched nor extracted.
+        items = sorted(t.name for ts in again.values() for t in ts if t.name.startswith(ITEM_TASKS))
+        assert items == [f"download-{bad_paper}", f"extract-{new_document[:12]}"]
+        assert all(t.state.is_completed() for ts in again.values() for t in ts)
+        assert len(documents) == 4 and all(d.extract_status == "ok" for d in documents)
+        # The stages after it ran on the data with the fixed paper in it.
+        assert len(curated) == 2
+        assert curated[1].stats["candidates"] > curated[0].stats["candidates"]
+        assert len(trained) == 4 and all(r.status == "completed" for r in trained)
+
+        # Task results (extraction and training records) are in the S3 store, not on disk.
+        results = list(open_store(settings).list(f"{RESULTS_FOLDER}/"))
+        assert len(results) >= 4 + 4  # at least one per extraction and per training run
+    finally:
+        with get_client(sync_client=True) as client:
+            client.clear_server_default_result_storage()
