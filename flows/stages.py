@@ -44,6 +44,7 @@ from flows.runners import task_runner
 from ldrt_core.config import Settings, load_settings
 from ldrt_core.errors import LdrtError
 from ldrt_core.evaluate.answer import Sampling
+from ldrt_core.evaluate.report import inline_plots
 from ldrt_core.train.runs import stage_configs
 from tasks.progress import ProgressArtifact
 from tasks.resources import artifact_store, migrated_lineage
@@ -411,8 +412,12 @@ def evaluate_flow(
         "report": report_key,
     }
     publish_summary("evaluate", settings, counts)
+    store = artifact_store(settings)
     create_markdown_artifact(
-        artifact_store(settings).get(report_key).decode(),
+        inline_plots(
+            store.get(report_key).decode(),
+            lambda name: store.get(f"{summary.report_prefix}/{name}"),
+        ),
         key="ldrt-evaluation-report",
         description=f"evaluation report ({report_key})",
     )

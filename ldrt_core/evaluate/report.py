@@ -14,10 +14,12 @@ scored for both.
 
 from __future__ import annotations
 
+import base64
 import io
 import itertools
 import json
 import math
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -366,6 +368,20 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
 
 def image(plots: Mapping[str, bytes], name: str, alt: str) -> list[str]:
     return [f"![{alt}]({name})", ""] if name in plots else []
+
+
+PLOT_LINK = re.compile(r"!\[([^\]]*)\]\(([\w.-]+\.png)\)")
+
+
+def inline_plots(markdown: str, read: Callable[[str], bytes]) -> str:
+    """The report with each plot it links (`![alt](name.png)`, read by name) embedded as a
+    data URI, for viewers that cannot follow its relative links (a Prefect markdown artifact)."""
+
+    def embed(link: re.Match[str]) -> str:
+        encoded = base64.b64encode(read(link.group(2))).decode("ascii")
+        return f"![{link.group(1)}](data:image/png;base64,{encoded})"
+
+    return PLOT_LINK.sub(embed, markdown)
 
 
 def render_markdown(data: Mapping[str, Any], plots: Mapping[str, bytes]) -> str:

@@ -134,6 +134,7 @@ def test_pipeline_on_the_sample_corpus(tmp_path: Path, monkeypatch: pytest.Monke
     assert not any(key.endswith("-failures") for key in keys)
     report = next(a for a in made if a.key == "ldrt-evaluation-report")
     assert report.type == "markdown" and report.data.startswith("#")
+    assert "](data:image/png;base64," in report.data  # its plots show in the UI
     progress = [a for a in made if a.type == "progress"]
     assert progress and all(a.data == 100.0 for a in progress)
 

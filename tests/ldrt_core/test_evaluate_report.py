@@ -5,14 +5,16 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import statistics
 from dataclasses import replace
 
 import pytest
 
 from ldrt_core.evaluate.records import ItemResult, JudgeScore, ModelResult
-from ldrt_core.evaluate.report import Report, ReportError, build_report
+from ldrt_core.evaluate.report import Report, ReportError, build_report, inline_plots
 
 pytestmark = pytest.mark.unit
 
@@ -205,6 +207,17 @@ def test_files_hold_markdown_json_that_round_trips_and_plots(report: Report) -> 
     assert set(files) == {"report.md", "report.json", *report.plots}
     assert json.loads(files["report.json"]) == report.data
     assert files["report.md"].decode() == report.markdown
+
+
+def test_inline_plots_embeds_every_linked_plot_and_nothing_else(report: Report) -> None:
+    inlined = inline_plots(report.markdown, report.plots.__getitem__)
+    assert not re.search(r"\]\([\w.-]+\.png\)", inlined)  # no relative link left
+    embedded = re.findall(r"!\[([^\]]*)\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", inlined)
+    linked = re.findall(r"!\[[^\]]*\]\(([\w.-]+\.png)\)", report.markdown)
+    assert len(embedded) == len(linked) >= 3
+    assert [base64.b64decode(data) for _, data in embedded] == [report.plots[n] for n in linked]
+    text = re.compile(r"!\[[^\]]*\]\([^)]*\)")
+    assert text.sub("", inlined) == text.sub("", report.markdown)  # the prose is untouched
 
 
 def test_the_same_results_give_the_same_report(unjudged: Report) -> None:
