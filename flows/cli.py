@@ -843,6 +843,59 @@ def report(
     print(store.get(row.report_key).decode())
 
 
+@app.command("fsck")
+def fsck(
+    ctx: typer.Context,
+    no_hash: Annotated[
+        bool, typer.Option("--no-hash", help="Compare recorded sizes only; read no object.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Check the database against the store: every recorded key is stored with its recorded size
+    and hash, and every stored object is referenced (caches aside).
+
+    Exits 1 when anything is missing, damaged or orphaned.
+    """
+    from rich.markup import escape
+    from rich.progress import Progress
+
+    from ldrt_core.fsck import check
+    from ldrt_core.store import open_store
+
+    settings = _settings(ctx)
+    engine = _engine(settings)
+    store = open_store(settings, create=False)
+    with Progress(console=err_console, transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(what: str, done: int, total: int | None) -> None:
+            if what not in tasks:
+                tasks[what] = bar.add_task(what, total=total)
+            bar.update(tasks[what], completed=done, total=total)
+
+        result = check(engine, store, verify_hashes=not no_hash, progress=progress)
+    if as_json:
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        rows = ", ".join(f"{table} {n}" for table, n in result.rows.items())
+        checked = "hashed" if result.hashed else "size-checked (--no-hash)"
+        console.print(
+            f"{sum(result.rows.values())} rows ({rows}) record {result.references} keys; "
+            f"{result.verified} objects {checked} ({result.bytes_hashed / 2**20:.1f} MiB read); "
+            f"{result.objects} objects stored, {result.cached} of them in caches"
+        )
+        for problem in result.problems:  # one line each, keys whole: easy to grep and copy
+            console.print(
+                f"[red]{problem.kind:<13}[/] {escape(problem.key)}  {escape(problem.detail)}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        counts = ", ".join(f"{n} {kind}" for kind, n in sorted(result.counts().items()))
+        console.print("[green]ok[/]: no problems" if result.ok else f"[red]FAIL[/]: {counts}")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
 def _read_config(path: Path) -> dict[str, object]:
     import yaml
 

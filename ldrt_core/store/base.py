@@ -210,7 +210,11 @@ class ArtifactStore(ABC):
             stream.close()
 
     def exists(self, key: str) -> bool:
-        return self._info(validate_key(key)) is not None
+        return self._exists(validate_key(key))
+
+    def _exists(self, key: str) -> bool:
+        """Whether an object is at `key`; a store that can tell without reading it says so."""
+        return self._info(key) is not None
 
     def stat(self, key: str) -> ObjectInfo:
         info = self._info(validate_key(key))

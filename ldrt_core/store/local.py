@@ -51,6 +51,9 @@ class LocalStore(ArtifactStore):
                 f"cannot write {key!r} under {self.root}: {exc.strerror or exc}"
             ) from exc
 
+    def _exists(self, key: str) -> bool:  # without hashing the file, as `_info` must
+        return self._path(key).is_file()
+
     def _info(self, key: str) -> ObjectInfo | None:
         path = self._path(key)
         if not path.is_file():
