@@ -8,12 +8,24 @@ commands print, the progress bar on stderr, and the merged checkpoint on disk.
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load
+from sqlalchemy import select
 
-from tests.flows.test_cli import run_ldrt
+from ldrt_core import db
+from ldrt_core.config import load_settings
+from ldrt_core.db.models import TrainingRun
+from ldrt_core.fsck import check
+from ldrt_core.store import open_store
+from tests.flows.test_cli import LDRT, REPO, run_ldrt
 
 pytestmark = pytest.mark.slow
 
@@ -124,3 +136,63 @@ def test_two_processes_train_one_run_with_zero3(tmp_path: Path) -> None:
     listed = run_ldrt(["model", "show", summary["run_id"]], tmp_path)
     shown = json.loads(listed.stdout)
     assert shown["status"] == "completed" and shown["config"]["deepspeed"].endswith("zero3.json")
+
+
+@pytest.mark.integration
+def test_training_killed_with_sigkill_resumes_to_the_same_adapter(
+    tmp_path: Path, pg_url: str, s3_env: dict[str, str]
+) -> None:
+    """No chance to record anything: the run stays `running` with its checkpoints in the store,
+    and `--resume` finishes it with the adapter an uninterrupted run makes."""
+    env = {**s3_env, "LDRT_DB_URL": pg_url}
+    generate_conversations(tmp_path, papers=3, seed=5, env=env)
+    train = [
+        *("train", "--stage", "instruct", "--epochs", "100", "--max-steps", "30"),
+        *("--batch-size", "1", "--checkpoint-every", "2", "--instruct-lr", "5e-3"),
+        *("--lora-r", "8", "--lora-alpha", "16", "--json"),
+    ]
+    straight = run_ldrt(train, tmp_path, env, timeout=300)
+    assert straight.returncode == 0, straight.stderr
+    [uninterrupted] = json.loads(straight.stdout)
+
+    settings = load_settings({**env, "LDRT_HOME": str(tmp_path / ".ldrt")})
+    engine, store = db.connect(settings), open_store(settings)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("LDRT_", "PREFECT_"))}
+    killed = subprocess.Popen(
+        [*LDRT, *train],
+        cwd=tmp_path,
+        env={**clean, **env, "PYTHONPATH": str(REPO), "PREFECT_HOME": str(tmp_path / ".p")},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        run_id = None
+        while time.monotonic() < deadline and killed.poll() is None:
+            with db.session_scope(engine) as session:
+                run_id = session.scalar(
+                    select(TrainingRun.id).where(TrainingRun.id != uninterrupted["run_id"])
+                )
+            if run_id and any(store.list(f"runs/{run_id}/checkpoints/step-4/")):
+                break
+            time.sleep(0.05)
+        assert killed.poll() is None, "the run ended before a checkpoint could be awaited"
+        killed.send_signal(signal.SIGKILL)
+    finally:
+        killed.wait(30)
+    assert run_id is not None
+    with db.session_scope(engine) as session:
+        row = session.get(TrainingRun, run_id)
+        assert row is not None and row.status == "running"  # nobody could say otherwise
+
+    resumed = run_ldrt(["train", "--resume", run_id[:10], "--json"], tmp_path, env, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    [finished] = json.loads(resumed.stdout)
+    assert finished["run_id"] == run_id and finished["metrics"]["steps"] == 30
+    assert finished["metrics"]["resumed_from_step"] >= 4
+    adapter = "adapter/adapter_model.safetensors"
+    a = load(store.get(finished["outputs"][adapter]))
+    b = load(store.get(uninterrupted["outputs"][adapter]))
+    assert a.keys() == b.keys()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert check(engine, store).ok
