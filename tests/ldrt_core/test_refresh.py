@@ -16,6 +16,7 @@ from ldrt_core import db
 from ldrt_core.config import Settings, load_settings
 from ldrt_core.db.models import Document, Paper, RefreshCursor
 from ldrt_core.errors import SourceAuthError, SourceUnavailableError
+from ldrt_core.fsck import check
 from ldrt_core.refresh import RefreshSummary, refresh
 from ldrt_core.sources import open_source
 from ldrt_core.sources.semantic_scholar import RateLimiter, paper_from_s2
@@ -60,6 +61,11 @@ class Env:
             )
         finally:
             source.close()
+
+    def assert_consistent(self) -> None:
+        """`ldrt fsck`: every stored PDF is whole and referenced, every row's key is stored."""
+        report = check(self.engine, self.store)
+        assert report.ok, report.problems
 
     def count(self, model: type[Any]) -> int:
         with self.engine.connect() as conn:
@@ -122,6 +128,7 @@ def test_first_run_stores_each_pdf_once_second_run_does_nothing(
         assert s2.pdf_hits() == pdf_requests  # not one download
         assert env.count(Paper) == 30 and env.count(Document) == 24
         assert time.monotonic() - started < 5
+        env.assert_consistent()
 
 
 def test_the_cursor_moves_and_the_next_search_overlaps(tmp_path: Path) -> None:
@@ -155,6 +162,7 @@ def test_api_faults_are_retried_without_duplicates(
         assert summary.found == 30 and summary.new == 30
         assert s2.hits["search"] == 5 + 3  # five failures, then three pages
         assert env.count(Paper) == 30
+        env.assert_consistent()
 
 
 def test_download_faults_that_clear_up_are_retried(
@@ -167,6 +175,7 @@ def test_download_faults_that_clear_up_are_retried(
         assert summary.failed == 0
         assert s2.hits[f"pdf:{name(corpus[0])}"] == 2
         assert s2.hits[f"pdf:{name(corpus[1])}"] == 2
+        env.assert_consistent()
 
 
 def test_a_slow_pdf_times_out_and_is_recorded(tmp_path: Path, corpus: list[ReplayPaper]) -> None:
@@ -177,6 +186,7 @@ def test_a_slow_pdf_times_out_and_is_recorded(tmp_path: Path, corpus: list[Repla
         assert [f["paper"] for f in summary.failures] == [corpus[0].paper_id]
         assert "ReadTimeout" in str(summary.failures[0]["error"])
         assert summary.downloaded == 2
+        env.assert_consistent()
 
 
 def test_a_429_storm_gives_up_within_the_wait_cap(
@@ -189,6 +199,7 @@ def test_a_429_storm_gives_up_within_the_wait_cap(
             env.run()
         assert time.monotonic() - started < 10
         assert env.count(Paper) == 0
+        env.assert_consistent()
 
 
 def test_an_endless_token_is_stopped(tmp_path: Path, corpus: list[ReplayPaper]) -> None:
@@ -197,6 +208,7 @@ def test_an_endless_token_is_stopped(tmp_path: Path, corpus: list[ReplayPaper]) 
         with pytest.raises(SourceUnavailableError, match="pagination"):
             env.run()
         assert env.count(Paper) == 5  # what came before the broken page is kept, once
+        env.assert_consistent()
 
 
 def test_a_refused_key_says_which_variable(tmp_path: Path, corpus: list[ReplayPaper]) -> None:
