@@ -61,6 +61,7 @@ from tasks.stages import (
 )
 
 MAX_FAILURES_SHOWN = 200  # rows of the failures table; the database keeps them all
+REPORT_LINK_DAYS = 7  # S3's longest presigned expiry
 
 
 class ItemsFailed(LdrtError):
@@ -405,14 +406,18 @@ def evaluate_flow(
         pairwise=pairwise,
     )
     report_key = f"{summary.report_prefix}/report.md"
+    store = artifact_store(settings)
     counts: dict[str, Any] = {
         "questions": summary.items,
         "judges": ", ".join(summary.judges) or "none",
         **{f"evaluation of {label}": eid for label, eid in summary.evaluations.items()},
         "report": report_key,
+        # Presigned on S3 (the bucket is private): anyone with the link reads it until then.
+        f"report link (valid {REPORT_LINK_DAYS} days)": store.url_for(
+            report_key, expires=dt.timedelta(days=REPORT_LINK_DAYS)
+        ),
     }
     publish_summary("evaluate", settings, counts)
-    store = artifact_store(settings)
     create_markdown_artifact(
         inline_plots(
             store.get(report_key).decode(),

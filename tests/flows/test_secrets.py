@@ -98,6 +98,8 @@ def test_no_secret_reaches_runs_logs_artifacts_blocks_store_or_output(
         texts = {f"api {type(o).__name__} {i}": o.model_dump_json() for i, o in enumerate(seen)}
         # The scan reads what matters: the failure's reason is among what it reads.
         assert any("cut short" in t for t in texts.values()), sorted(texts)
+        # The report's link in the evaluate summary is presigned, with S3's longest expiry.
+        assert any("X-Amz-Expires=604800" in t for t in texts.values())
         store = open_store(settings)
         texts |= {f"store {key}": store.get(key).decode("latin-1") for key in store.list("")}
         assert any(key.startswith("store reports/") for key in texts), sorted(texts)

@@ -262,6 +262,29 @@ def test_url_for_reads_back(store: ArtifactStore) -> None:
             assert response.read() == b"# report"
 
 
+@pytest.mark.integration
+def test_the_bucket_ldrt_creates_is_private(s3_env: dict[str, str]) -> None:
+    """Read back with another client (boto3): no bucket policy, no grant to all users."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    store = open_store(load_settings(s3_env))
+    store.put("reports/r.md", b"# report")
+    bucket = s3_env["LDRT_STORE_URL"].removeprefix("s3://")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_env["LDRT_S3_ENDPOINT"],
+        aws_access_key_id=s3_env["LDRT_S3_ACCESS_KEY"],
+        aws_secret_access_key=s3_env["LDRT_S3_SECRET_KEY"],
+        region_name=s3_env["LDRT_S3_REGION"],
+    )
+    with pytest.raises(ClientError) as info:
+        s3.get_bucket_policy(Bucket=bucket)
+    assert info.value.response["Error"]["Code"] == "NoSuchBucketPolicy"
+    grantees = [g["Grantee"] for g in s3.get_bucket_acl(Bucket=bucket)["Grants"]]
+    assert grantees and all(g["Type"] == "CanonicalUser" for g in grantees), grantees
+
+
 def test_check_describes_the_backend(store: ArtifactStore) -> None:
     assert store.check()
 
