@@ -39,8 +39,22 @@ from ldrt_core.db.models import (
 from ldrt_core.samples import write_sample_corpus
 from ldrt_core.store import open_store
 from tests.support import bad_pdfs
+from tests.support.corpus import store_documents
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_api")]
+
+# The pipeline at its smallest: a few sample papers, two training steps a stage, two questions.
+TINY_PIPELINE: dict[str, Any] = {
+    "curation": {"eval_share": 0.3},  # four papers: some must be held out to evaluate on
+    "qa_backend": "template",
+    "base_model": "tiny-random",
+    "max_steps": 2,
+    "lora_r": 8,
+    "lora_alpha": 16,
+    "checkpoint_every": 0,
+    "eval_limit": 2,
+    "max_new_tokens": 8,
+}
 
 
 def flow_run_id(state: State[Any]) -> UUID:
@@ -77,19 +91,7 @@ def test_pipeline_on_the_sample_corpus(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("LDRT_HOME", str(tmp_path / "home"))
     write_sample_corpus(tmp_path / "papers", papers=4, seed=6)
 
-    state = pipeline(
-        source=f"folder:{tmp_path / 'papers'}",
-        curation={"eval_share": 0.3},  # four papers: some must be held out to evaluate on
-        qa_backend="template",
-        base_model="tiny-random",
-        max_steps=2,
-        lora_r=8,
-        lora_alpha=16,
-        checkpoint_every=0,
-        eval_limit=2,
-        max_new_tokens=8,
-        return_state=True,
-    )
+    state = pipeline(source=f"folder:{tmp_path / 'papers'}", **TINY_PIPELINE, return_state=True)
 
     assert state.is_completed(), state.message
     done = state.result()
@@ -165,12 +167,7 @@ def test_one_corrupt_pdf_fails_one_extract_task(
     store = open_store(settings)
     pdfs = [p.pdf_path.read_bytes() for p in write_sample_corpus(tmp_path / "p", papers=3, seed=1)]
     corrupt = bad_pdfs.rich_pdf()[:900]  # truncated: CorruptPDFError
-    shas = []
-    for pdf in [*pdfs, corrupt]:
-        info = store.put_content_info(pdf)
-        with db.session_scope(engine) as session:
-            session.add(Document(sha256=info.sha256, store_key=info.key, size=info.size))
-        shas.append(info.sha256)
+    shas = store_documents(engine, store, [*pdfs, corrupt])
     bad = shas[-1]
 
     state = extract_flow(return_state=True)

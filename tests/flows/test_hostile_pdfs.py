@@ -36,6 +36,7 @@ from ldrt_core.fsck import check
 from ldrt_core.store import open_store
 from tests.flows.test_flows import flow_run_id
 from tests.support import bad_pdfs
+from tests.support.corpus import store_documents
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
 
@@ -80,13 +81,10 @@ def test_two_hundred_hostile_pdfs_each_end_done_or_failed_with_a_typed_reason(
     store = open_store(settings)
     cases = bad_pdfs.mutated_pdfs(seed=1, count=230)
     expected = {name: error for name, _, error in bad_pdfs.special_cases()}
+    shas = store_documents(engine, store, [pdf for _, pdf in cases])
     names: dict[str, str] = {}  # sha256 -> case name (the first, where bytes repeat)
-    for name, pdf in cases:
-        info = store.put_content_info(pdf)
-        if info.sha256 not in names:
-            names[info.sha256] = name
-            with db.session_scope(engine) as session:
-                session.add(Document(sha256=info.sha256, store_key=info.key, size=info.size))
+    for sha, (name, _) in zip(shas, cases, strict=True):
+        names.setdefault(sha, name)
 
     assert len(names) >= 200  # distinct PDFs (a few mutations land on the same bytes)
 

@@ -30,22 +30,11 @@ from ldrt_core.config import load_settings
 from ldrt_core.db.models import DatasetVersion, Document, Paper, TrainingRun
 from ldrt_core.samples import write_sample_corpus
 from ldrt_core.store import open_store
-from tests.flows.test_flows import flow_run_id, subflow_runs, task_runs
+from tests.flows.test_flows import TINY_PIPELINE, flow_run_id, subflow_runs, task_runs
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
 
 REPO = Path(__file__).resolve().parents[2]
-PARAMETERS: dict[str, Any] = {
-    "curation": {"eval_share": 0.3},
-    "qa_backend": "template",
-    "base_model": "tiny-random",
-    "max_steps": 2,
-    "lora_r": 8,
-    "lora_alpha": 16,
-    "checkpoint_every": 0,
-    "eval_limit": 2,
-    "max_new_tokens": 8,
-}
 ITEM_TASKS = ("download-", "extract-")
 
 
@@ -73,7 +62,7 @@ def test_retrying_a_failed_pipeline_run_reruns_only_the_failed_item(
     settings = load_settings()
     assert configure_result_storage(settings) is not None
     try:
-        state = pipeline(source=f"folder:{tmp_path / 'papers'}", **PARAMETERS, return_state=True)
+        state = pipeline(source=f"folder:{tmp_path / 'papers'}", **TINY_PIPELINE, return_state=True)
 
         # The run ends Failed, with one failed task: the cut-off paper's download.
         assert state.is_failed()

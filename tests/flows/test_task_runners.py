@@ -27,6 +27,7 @@ from ldrt_core.errors import ConfigError
 from ldrt_core.samples import write_sample_corpus
 from ldrt_core.store import open_store
 from tests.flows.test_flows import flow_run_id, task_runs
+from tests.support.corpus import store_documents
 
 
 def test_threads_by_default_and_with_a_size(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -78,12 +79,8 @@ def test_extract_flow_on_a_local_dask_cluster_of_two_workers(
     engine = db.connect(settings)
     db.upgrade(engine)
     store = open_store(settings)
-    shas = []
-    for paper in write_sample_corpus(tmp_path / "papers", papers=3, seed=2):
-        info = store.put_content_info(paper.pdf_path.read_bytes())
-        with db.session_scope(engine) as session:
-            session.add(Document(sha256=info.sha256, store_key=info.key, size=info.size))
-        shas.append(info.sha256)
+    papers = write_sample_corpus(tmp_path / "papers", papers=3, seed=2)
+    shas = store_documents(engine, store, [p.pdf_path.read_bytes() for p in papers])
     here_before = _extraction_calls()
 
     with (

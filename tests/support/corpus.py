@@ -6,12 +6,14 @@ under `home`, holding `papers` generated papers refreshed from `papers_dir` and 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from sqlalchemy import Engine
 
 from ldrt_core import db
 from ldrt_core.config import load_settings
+from ldrt_core.db.models import Document
 from ldrt_core.extract.stage import extract_document, pending_documents
 from ldrt_core.refresh import refresh
 from ldrt_core.samples import write_sample_corpus
@@ -31,3 +33,16 @@ def extracted_world(
     for sha in pending_documents(engine):
         extract_document(engine, store, sha)
     return engine, store
+
+
+def store_documents(engine: Engine, store: ArtifactStore, pdfs: Iterable[bytes]) -> list[str]:
+    """Each PDF into the store once, with its `documents` row, as a refresh leaves them; the
+    sha256 of each, in order (bytes that repeat get one row)."""
+    shas: list[str] = []
+    for pdf in pdfs:
+        info = store.put_content_info(pdf, content_type="application/pdf")
+        if info.sha256 not in shas:
+            with db.session_scope(engine) as session:
+                session.add(Document(sha256=info.sha256, store_key=info.key, size=info.size))
+        shas.append(info.sha256)
+    return shas
