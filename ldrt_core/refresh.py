@@ -12,6 +12,7 @@ PDF, only records it).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import time
@@ -202,7 +203,8 @@ def download_paper(
 
     A bad PDF (refused URL, not a PDF, too large, still failing after `retries`) is recorded as
     `failed` with its reason and returned, not raised. Errors of our own side (the store or the
-    database down) are recorded too, then raised, so the run fails visibly.
+    database down) are raised, so the run fails visibly; the paper stays `pending` with the
+    reason noted (when the database can take it), so the next refresh fetches it again.
     """
     with session_scope(engine) as session:
         paper = session.get(Paper, paper_id)
@@ -231,7 +233,15 @@ def download_paper(
             _record_failure(engine, paper_id, str(exc), attempt, flow_run_id)
             return DownloadOutcome(paper_id, record.external_id, "failed", error=str(exc))
         except LdrtError as exc:
-            _record_failure(engine, paper_id, f"{type(exc).__name__}: {exc}", attempt, flow_run_id)
+            with contextlib.suppress(Exception):  # the database may be what is down
+                _record_failure(
+                    engine,
+                    paper_id,
+                    f"{type(exc).__name__}: {exc}",
+                    attempt,
+                    flow_run_id,
+                    status="pending",
+                )
             raise
     with session_scope(engine) as session:
         created = _insert_ignore(
@@ -255,12 +265,17 @@ def download_paper(
 
 
 def _record_failure(
-    engine: Engine, paper_id: int, reason: str, attempts: int, flow_run_id: str | None
+    engine: Engine,
+    paper_id: int,
+    reason: str,
+    attempts: int,
+    flow_run_id: str | None,
+    status: str = "failed",
 ) -> None:
     with session_scope(engine) as session:
         paper = session.get(Paper, paper_id)
         if paper is not None:
-            paper.download_status = "failed"
+            paper.download_status = status
             paper.download_error = reason[:2000]
             paper.download_attempts += attempts
             paper.flow_run_id = flow_run_id or paper.flow_run_id

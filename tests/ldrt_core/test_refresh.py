@@ -15,7 +15,7 @@ from sqlalchemy import Engine, func, select
 from ldrt_core import db
 from ldrt_core.config import Settings, load_settings
 from ldrt_core.db.models import Document, Paper, RefreshCursor
-from ldrt_core.errors import SourceAuthError, SourceUnavailableError
+from ldrt_core.errors import SourceAuthError, SourceUnavailableError, StoreUnavailableError
 from ldrt_core.fsck import check
 from ldrt_core.refresh import RefreshSummary, refresh
 from ldrt_core.sources import open_source
@@ -264,6 +264,26 @@ def test_retry_failed_reaches_papers_outside_the_search_window(tmp_path: Path) -
         retried = env.run(overlap_days=3, retry_failed=True)
         assert (retried.found, retried.downloaded, retried.failed) == (4, 1, 0)
         assert env.papers()[papers[0].paper_id].download_status == "ok"
+
+
+def test_a_store_outage_leaves_the_paper_pending_for_the_next_refresh(tmp_path: Path) -> None:
+    folder = tmp_path / "pdfs"
+    folder.mkdir()
+    (folder / "p0.pdf").write_bytes(minimal_pdf("paper 0"))
+    settings = load_settings({"LDRT_HOME": str(tmp_path / "home")})
+    engine = db.connect(settings)
+    db.upgrade(engine)
+    store = open_store(settings)
+    down = StoreUnavailableError("cannot write: unreachable; is the S3 server up?")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(store, "put_content_info", lambda *a, **k: (_ for _ in ()).throw(down))
+        first = Env(settings, engine, store).run(source=f"folder:{folder}")
+    assert first.failed == 1 and "unreachable" in str(first.failures[0]["error"])
+    [paper] = Env(settings, engine, store).papers().values()
+    assert paper.download_status == "pending" and "unreachable" in (paper.download_error or "")
+    again = Env(settings, engine, store).run(source=f"folder:{folder}")  # no --retry-failed
+    assert (again.downloaded, again.failed) == (1, 0)
+    Env(settings, engine, store).assert_consistent()
 
 
 def test_folder_source_refresh_twice(tmp_path: Path) -> None:
