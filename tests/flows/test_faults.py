@@ -17,10 +17,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,7 +29,6 @@ from uuid import UUID
 
 import pytest
 from prefect import get_client
-from prefect.settings import PREFECT_API_URL
 from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import make_url
 
@@ -45,7 +41,7 @@ from ldrt_core.samples import write_sample_corpus
 from ldrt_core.store import ArtifactStore, open_store
 from tasks.stages import download_paper_task, extract_document_task
 from tests.flows.test_cli import run_ldrt
-from tests.flows.test_flows import flow_run_id, task_runs
+from tests.flows.test_flows import flow_run_id, retry_flow_run, task_runs
 from tests.support.faulty_proxy import FaultyProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
@@ -93,21 +89,6 @@ def when(
 def count(engine: Engine, column: Any, *where: Any) -> int:
     with db.session_scope(engine) as session:
         return int(session.scalar(select(func.count(column)).where(*where)) or 0)
-
-
-def retry_flow_run(run_id: UUID, entrypoint: str) -> None:
-    """`prefect flow-run retry` as a user runs it (tests/flows/test_retry.py): the same flow run
-    runs again in a new process, with this process's LDRT_* environment."""
-    prefect_cli = Path(sys.executable).with_name("prefect")
-    done = subprocess.run(
-        [str(prefect_cli), "flow-run", "retry", str(run_id), "--entrypoint", entrypoint],
-        cwd=REPO,
-        env={**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 
 def settled_task_runs(

@@ -8,6 +8,9 @@ on SQLite). Output: flow and task run states, artifacts, and the rows in the lin
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -22,6 +25,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterParentFlowRunId,
 )
 from prefect.client.schemas.objects import State
+from prefect.settings import PREFECT_API_URL
 from sqlalchemy import select
 
 from flows.pipeline import pipeline
@@ -42,6 +46,8 @@ from tests.support import bad_pdfs
 from tests.support.corpus import store_documents
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_api")]
+
+REPO = Path(__file__).resolve().parents[2]
 
 # The pipeline at its smallest: a few sample papers, two training steps a stage, two questions.
 TINY_PIPELINE: dict[str, Any] = {
@@ -77,6 +83,21 @@ def subflow_runs(run_id: UUID) -> list[Any]:
                 parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run_id])
             )
         )
+
+
+def retry_flow_run(run_id: UUID, entrypoint: str, timeout_s: float = 600) -> None:
+    """`prefect flow-run retry` as a user runs it: the same flow run runs again in a new
+    process, with this process's LDRT_* environment."""
+    prefect_cli = Path(sys.executable).with_name("prefect")
+    done = subprocess.run(
+        [str(prefect_cli), "flow-run", "retry", str(run_id), "--entrypoint", entrypoint],
+        cwd=REPO,
+        env={**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())},
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 
 def artifacts(run_ids: list[UUID]) -> list[Any]:

@@ -11,16 +11,12 @@ result objects in the bucket.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import pytest
 from prefect import get_client
-from prefect.settings import PREFECT_API_URL
 from sqlalchemy import select
 
 from deployments.deploy import RESULTS_FOLDER, configure_result_storage
@@ -30,7 +26,13 @@ from ldrt_core.config import load_settings
 from ldrt_core.db.models import DatasetVersion, Document, Paper, TrainingRun
 from ldrt_core.samples import write_sample_corpus
 from ldrt_core.store import open_store
-from tests.flows.test_flows import TINY_PIPELINE, flow_run_id, subflow_runs, task_runs
+from tests.flows.test_flows import (
+    TINY_PIPELINE,
+    flow_run_id,
+    retry_flow_run,
+    subflow_runs,
+    task_runs,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
 
@@ -80,17 +82,7 @@ def test_retrying_a_failed_pipeline_run_reruns_only_the_failed_item(
         # Fix the input; retry the same flow run from the command line.
         broken.write_bytes(good)
         retried_at = dt.datetime.now(dt.UTC)
-        prefect_cli = Path(sys.executable).with_name("prefect")
-        entrypoint = "flows/pipeline.py:pipeline"
-        done = subprocess.run(
-            [str(prefect_cli), "flow-run", "retry", str(run_id), "--entrypoint", entrypoint],
-            cwd=REPO,
-            env={**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())},
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        retry_flow_run(run_id, "flows/pipeline.py:pipeline")
 
         with get_client(sync_client=True) as client:
             run = client.read_flow_run(run_id)
