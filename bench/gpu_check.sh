@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Everything this project checks on a lent GPU, in one command (the device tool's `run`):
+# the gpu-marked tests, then the LLaVA LoRA training throughput bench on the 7B and 13B shapes.
+#
+#   bash bench/gpu_check.sh            # figures and logs go to $OUT (the device tool's) or ./gpu-out
+#
+# Wheels under .whl/ (pure-Python or cp312 manylinux) are installed first into /tmp/site and put
+# ahead of the host's packages, so the run uses the versions CI pins (transformers, peft, ...)
+# rather than whatever the GPU image ships. Each step has its own time limit and a step that fails
+# does not stop the next one; the exit status is the first failure's.
+set -uo pipefail
+OUT=${OUT:-gpu-out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+status=0
+if compgen -G ".whl/*.whl" >/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl || exit 1
+    export PYTHONPATH=/tmp/site
+fi
+{
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+    python3 -c 'import torch, transformers, peft, importlib.util as u
+print("torch", torch.__version__, "cuda", torch.version.cuda, "transformers", transformers.__version__,
+      "peft", peft.__version__, "flash_attn", "present" if u.find_spec("flash_attn") else "absent")'
+} 2>&1 | tee "$OUT/gpu.txt"
+
+timeout 150 python3 -m pytest -q -p no:cacheprovider -m gpu tests 2>&1 | tee "$OUT/pytest_gpu.txt"
+rc=${PIPESTATUS[0]}; [ "$status" -eq 0 ] && status=$rc
+
+timeout 300 python3 bench/train_gpu.py --all --json "$OUT/train_gpu.json" 2>&1 \
+    | tee "$OUT/train_gpu.txt"
+rc=${PIPESTATUS[0]}; [ "$status" -eq 0 ] && status=$rc
+exit "$status"
