@@ -1,6 +1,10 @@
-"""`pipeline`: the end-to-end DAG, each stage's flow run as a subflow, in order.
+"""`pipeline`: the end-to-end DAG, the six stages in order, in one flow run.
 
     refresh -> extract -> curate -> qa -> train (align, instruct) -> evaluate
+
+Each stage is its flow's body run inline (`run_stage`), not a subflow: its tasks and artifacts are
+the pipeline run's own, so the run's graph in the UI is the whole task DAG, and a retry makes no
+new flow runs. The stage flows stay deployable and runnable on their own.
 
 Stages pass ids: curate's dataset version to qa, qa's instruct version to train, train's
 instruct run to evaluate. When some items of refresh, extract or qa fail (`ItemsFailed`), the
@@ -17,6 +21,7 @@ from prefect import Flow, flow
 from prefect.artifacts import create_table_artifact
 from prefect.runtime import flow_run
 
+from flows.runners import task_runner
 from flows.stages import (
     ItemsFailed,
     curate_flow,
@@ -29,7 +34,7 @@ from flows.stages import (
 )
 
 
-@flow(name="pipeline")
+@flow(name="pipeline", task_runner=task_runner())
 def pipeline(
     source: str = "s2",
     query: str | None = None,
@@ -54,8 +59,8 @@ def pipeline(
     retry = flow_run.get_run_count() > 1
     partial: list[ItemsFailed] = []
 
-    def stage(subflow: Flow[..., Any], **parameters: Any) -> Any:
-        return run_stage(subflow, partial, **parameters)
+    def stage(body: Flow[..., Any], **parameters: Any) -> Any:
+        return run_stage(body, partial, **parameters)
 
     done: dict[str, Any] = {}
     done["refresh"] = stage(

@@ -26,19 +26,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from prefect import Flow, flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.client.schemas.objects import State
-from prefect.context import SettingsContext
 from prefect.futures import PrefectFuture, as_completed
 from prefect.runtime import flow_run
-from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
-from prefect.settings.models.root import Settings as PrefectSettings
 
 from flows.runners import task_runner
 from ldrt_core.config import Settings, load_settings
@@ -429,39 +424,17 @@ def evaluate_flow(
     return {"evaluations": summary.evaluations, "report": report_key, "items": summary.items}
 
 
-_quiet_settings: dict[int, tuple[PrefectSettings, PrefectSettings]] = {}
+def run_stage(stage: Flow[..., Any], partial: list[ItemsFailed], **parameters: Any) -> Any:
+    """Run a stage flow's body inside the current flow run (the pipeline's); some failed items
+    (ItemsFailed) let the cycle go on with the rest.
 
-
-@contextmanager
-def _without_heartbeats() -> Iterator[None]:
-    """The current Prefect settings with flow-run heartbeats off (the copy is made once per
-    settings object: `temporary_settings` would rebuild it, 50 ms, on every call)."""
-    context = SettingsContext.get()
-    assert context is not None
-    current = context.settings
-    cached = _quiet_settings.get(id(current))
-    if cached is None or cached[0] is not current:
-        quiet = current.copy_with_update(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
-        cached = _quiet_settings[id(current)] = (current, quiet)
-    with SettingsContext(profile=context.profile, settings=cached[1]):
-        yield
-
-
-def run_stage(subflow: Flow[..., Any], partial: list[ItemsFailed], **parameters: Any) -> Any:
-    """Run a stage flow as a subflow; some failed items (ItemsFailed) let the cycle go on with the
-    rest.
-
-    The subflow sends no heartbeats of its own: it runs in its parent's process, whose flow run
-    heartbeats for both, and Prefect's heartbeat thread costs every flow run up to a second at its
-    end (it sleeps in one-second steps before it notices the run is over)."""
-    with _without_heartbeats():
-        state = cast("State[Any]", subflow(**parameters, return_state=True))
-    if state.is_completed():
-        return state.result()
-    error = state.result(raise_on_failure=False)
-    if isinstance(error, ItemsFailed):
+    Its tasks become the pipeline run's own, on the pipeline's task runner, and its artifacts
+    the pipeline run's. A subflow run per stage cost the pipeline about 0.3 s each in API calls
+    (create the run and its parent task run, set Pending, Running, Completed, each orchestrated by
+    the server) and as much again in server CPU, which `bench/orchestration.py` counts; and a
+    retried pipeline ran six new subflow runs where only the failed task needed to run again."""
+    try:
+        return stage.fn(**parameters)
+    except ItemsFailed as error:
         partial.append(error)
         return error.summary
-    if isinstance(error, BaseException):
-        raise error
-    raise RuntimeError(f"{subflow.name} ended {state.type.value}: {state.message}")
