@@ -32,9 +32,10 @@ from flows.stages import (
     run_stage,
     train_flow,
 )
+from tasks.progress import FLUSH_ARTIFACTS, publish
 
 
-@flow(name="pipeline", task_runner=task_runner())
+@flow(name="pipeline", task_runner=task_runner(), **FLUSH_ARTIFACTS)
 def pipeline(
     source: str = "s2",
     query: str | None = None,
@@ -88,7 +89,8 @@ def pipeline(
         max_new_tokens=max_new_tokens,
     )
     failed = {error.stage: error for error in partial}
-    create_table_artifact(
+    publish(
+        create_table_artifact,
         [
             {
                 "stage": name,

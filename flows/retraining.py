@@ -39,6 +39,7 @@ from flows.stages import (
 from ldrt_core.config import Settings, load_settings
 from ldrt_core.db import session_scope
 from ldrt_core.db.models import DatasetMember, DatasetVersion, TrainingRun
+from tasks.progress import FLUSH_ARTIFACTS, publish
 from tasks.resources import lineage, migrated_lineage
 
 NEW_PAIRS_EVENT = "ldrt.dataset.new-pairs"
@@ -134,7 +135,7 @@ def count_new_pairs(settings: Settings, dataset: str) -> dict[str, int]:
 # ----------------------------------------------------------------------------- flows
 
 
-@flow(name="prepare")
+@flow(name="prepare", **FLUSH_ARTIFACTS)
 def prepare(
     source: str = "s2",
     query: str | None = None,
@@ -178,7 +179,8 @@ def prepare(
         },
         payload=payload,
     )
-    create_table_artifact(
+    publish(
+        create_table_artifact,
         [{"metric": k, "value": str(v)} for k, v in {**payload, **counts}.items()],
         key="ldrt-prepare-summary",
         description="prepare: the new-pairs event sent",
@@ -189,7 +191,7 @@ def prepare(
     return payload
 
 
-@flow(name="retrain")
+@flow(name="retrain", **FLUSH_ARTIFACTS)
 def retrain(
     dataset: str = "latest",
     base_model: str | None = None,

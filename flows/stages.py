@@ -41,7 +41,7 @@ from ldrt_core.errors import LdrtError
 from ldrt_core.evaluate.answer import Sampling
 from ldrt_core.evaluate.report import inline_plots
 from ldrt_core.train.runs import stage_configs
-from tasks.progress import ProgressArtifact
+from tasks.progress import FLUSH_ARTIFACTS, ProgressArtifact, publish
 from tasks.resources import artifact_store, migrated_lineage
 from tasks.stages import (
     build_dataset_task,
@@ -125,13 +125,15 @@ def publish_summary(
 ) -> None:
     """The table artifacts the UI shows at the end of a stage: counts, and failures with
     their reasons (secrets scrubbed)."""
-    create_table_artifact(
+    publish(
+        create_table_artifact,
         [{"metric": name, "value": str(value)} for name, value in counts.items()],
         key=f"ldrt-{stage}-summary",
         description=f"{stage}: counts",
     )
     if failures:
-        create_table_artifact(
+        publish(
+            create_table_artifact,
             [
                 {"item": settings.scrub(item), "reason": settings.scrub(reason)}
                 for item, reason in failures[:MAX_FAILURES_SHOWN]
@@ -149,7 +151,7 @@ def _is_retry() -> bool:
 # ----------------------------------------------------------------------------- flows
 
 
-@flow(name="refresh", task_runner=task_runner(), persist_result=False)
+@flow(name="refresh", task_runner=task_runner(), persist_result=False, **FLUSH_ARTIFACTS)
 def refresh_flow(
     source: str = "s2",
     query: str | None = None,
@@ -195,7 +197,7 @@ def refresh_flow(
     return counts
 
 
-@flow(name="extract", task_runner=task_runner(), persist_result=False)
+@flow(name="extract", task_runner=task_runner(), persist_result=False, **FLUSH_ARTIFACTS)
 def extract_flow(retry_failed: bool = False) -> dict[str, Any]:
     """Figures, captions and markdown from every stored document not yet extracted (one task
     per PDF, LDRT_EXTRACT_WORKERS at a time, each in an isolated worker process).
@@ -227,7 +229,7 @@ def extract_flow(retry_failed: bool = False) -> dict[str, Any]:
     return counts
 
 
-@flow(name="curate", persist_result=False)
+@flow(name="curate", persist_result=False, **FLUSH_ARTIFACTS)
 def curate_flow(config: dict[str, Any] | None = None) -> str:
     """Filter, split and version the extracted figure-caption pairs; returns the dataset id.
 
@@ -248,7 +250,8 @@ def curate_flow(config: dict[str, Any] | None = None) -> str:
         "eval dropped as near duplicates": stats.get("eval_dropped_as_near_duplicates"),
     }
     publish_summary("curate", settings, counts)
-    create_table_artifact(
+    publish(
+        create_table_artifact,
         [
             {
                 "filter": step["name"],
@@ -265,7 +268,7 @@ def curate_flow(config: dict[str, Any] | None = None) -> str:
     return built.id
 
 
-@flow(name="qa", persist_result=False)
+@flow(name="qa", persist_result=False, **FLUSH_ARTIFACTS)
 def qa_flow(
     dataset: str = "latest", backend: str | None = None, model: str | None = None
 ) -> dict[str, str]:
@@ -294,7 +297,7 @@ def qa_flow(
     return versions
 
 
-@flow(name="train", persist_result=False)
+@flow(name="train", persist_result=False, **FLUSH_ARTIFACTS)
 def train_flow(
     dataset: str = "latest",
     base_model: str | None = None,
@@ -365,11 +368,11 @@ def train_flow(
                 "outputs": len(summary.outputs),
             }
         )
-    create_table_artifact(rows, key="ldrt-train-summary", description="train: runs")
+    publish(create_table_artifact, rows, key="ldrt-train-summary", description="train: runs")
     return runs
 
 
-@flow(name="evaluate", persist_result=False)
+@flow(name="evaluate", persist_result=False, **FLUSH_ARTIFACTS)
 def evaluate_flow(
     run: str = "latest",
     baseline: str = "base",
@@ -413,7 +416,8 @@ def evaluate_flow(
         ),
     }
     publish_summary("evaluate", settings, counts)
-    create_markdown_artifact(
+    publish(
+        create_markdown_artifact,
         inline_plots(
             store.get(report_key).decode(),
             lambda name: store.get(f"{summary.report_prefix}/{name}"),

@@ -7,10 +7,10 @@ on the sample corpus (6 papers, seed 0) in a temporary LDRT_HOME (embedded SQLit
 with a tiny model, as the end-to-end test does; about two minutes on two cores.
 
 Output, in --out (default: this folder), taken with headless Chromium:
-    pipeline-run.png        the pipeline's flow run page: its subflow graph and state
+    pipeline-run.png        the pipeline's flow run page: its task graph and state
     pipeline-artifacts.png  its table artifact `ldrt-pipeline-summary`: each stage's outcome
                             (the run page's Artifacts tab shows just that artifact's card)
-    evaluate-report.png     the evaluate subflow's markdown artifact `ldrt-evaluation-report`
+    evaluate-report.png     the evaluation's markdown artifact `ldrt-evaluation-report`
 
 Run: `.venv/bin/python docs/ui/screenshots.py [--out DIR] [--api-url URL]`.
 """
@@ -145,19 +145,6 @@ def artifact_id(key: str, flow_run_ids: list[UUID]) -> UUID:
     return found[0].id
 
 
-def subflow_run_ids(run_id: UUID) -> list[UUID]:
-    from prefect import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
-
-    with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(
-                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run_id])
-            )
-        )
-    return [run.id for run in runs]
-
-
 class Page:
     """A tab of headless Chromium, driven over the DevTools protocol."""
 
@@ -242,7 +229,7 @@ def take_pictures(api_url: str, out: Path) -> list[Path]:
         }
         run_id = run_pipeline(work)
         summary = artifact_id("ldrt-pipeline-summary", [run_id])
-        report = artifact_id("ldrt-evaluation-report", subflow_run_ids(run_id))
+        report = artifact_id("ldrt-evaluation-report", [run_id])
         ui = api_url.removesuffix("/api")
         shots = {  # the picture: its page, its size, what shows the page has its data
             "pipeline-run.png": (f"{ui}/runs/flow-run/{run_id}", SIZE, ".run-graph canvas"),
