@@ -18,6 +18,15 @@ if compgen -G ".whl/*.whl" >/dev/null; then
         --target /tmp/site .whl/*.whl || exit 1
     export PYTHONPATH=/tmp/site
 fi
+
+step() {  # step LIMIT_S LOG COMMAND...: run it, keep its output, remember the first failure
+    local limit=$1 log=$2
+    shift 2
+    timeout "$limit" "$@" 2>&1 | tee "$OUT/$log"
+    local rc=${PIPESTATUS[0]}
+    if [ "$status" -eq 0 ]; then status=$rc; fi
+}
+
 {
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
     python3 -c 'import torch, transformers, peft, importlib.util as u
@@ -28,16 +37,9 @@ print("torch", torch.__version__, "cuda", torch.version.cuda, "transformers", tr
 # Only the files that hold gpu tests: collecting the whole suite would import the services' clients
 # (prefect, alembic, pdfplumber, ...), which a GPU image need not have.
 mapfile -t gpu_tests < <(grep -rl "pytest.mark.gpu" tests --include="test_*.py")
-timeout 150 python3 -m pytest -q -p no:cacheprovider -m gpu "${gpu_tests[@]}" 2>&1 \
-    | tee "$OUT/pytest_gpu.txt"
-rc=${PIPESTATUS[0]}; [ "$status" -eq 0 ] && status=$rc
-
-timeout 300 python3 bench/train_gpu.py --all --json "$OUT/train_gpu.json" 2>&1 \
-    | tee "$OUT/train_gpu.txt"
-rc=${PIPESTATUS[0]}; [ "$status" -eq 0 ] && status=$rc
-
+step 150 pytest_gpu.txt python3 -m pytest -q -p no:cacheprovider -m gpu "${gpu_tests[@]}"
+step 300 train_gpu.txt python3 bench/train_gpu.py --all --json "$OUT/train_gpu.json"
 # The 7B shape again with 4 samples a step: how much of the card one sample leaves idle.
-timeout 120 python3 bench/train_gpu.py --shape 7b --batch-size 4 --steps 6 --warmup 2 \
-    --json "$OUT/train_gpu_7b_b4.json" 2>&1 | tee "$OUT/train_gpu_7b_b4.txt"
-rc=${PIPESTATUS[0]}; [ "$status" -eq 0 ] && status=$rc
+step 120 train_gpu_7b_b4.txt python3 bench/train_gpu.py --shape 7b --batch-size 4 --steps 6 \
+    --warmup 2 --json "$OUT/train_gpu_7b_b4.json"
 exit "$status"

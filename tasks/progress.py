@@ -68,13 +68,9 @@ def publish(create: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> None
     _publisher.put(functools.partial(create, *args, **kwargs))
 
 
-def flush_artifacts() -> None:
+def _flush_hook(*_: Any) -> None:
     """Wait until every artifact asked for so far is published."""
     _publisher.flush()
-
-
-def _flush_hook(*_: Any) -> None:
-    flush_artifacts()
 
 
 # For `@flow(..., **FLUSH_ARTIFACTS)`: whatever way the flow run ends, its artifacts are published

@@ -121,7 +121,8 @@ def test_pipeline_on_the_sample_corpus(tmp_path: Path, monkeypatch: pytest.Monke
     run_id = flow_run_id(state)
     # One flow run: every stage's tasks are the pipeline run's own (no subflow runs).
     assert subflow_runs(run_id) == []
-    ran = {task.name for task in task_runs(run_id)}
+    tasks = task_runs(run_id)
+    ran = {task.name for task in tasks}
     assert {
         "discover-papers",
         "list-pending-documents",
@@ -133,7 +134,7 @@ def test_pipeline_on_the_sample_corpus(tmp_path: Path, monkeypatch: pytest.Monke
     } <= {re.sub(r"-[0-9a-f]{3}$", "", name) for name in ran}  # Prefect's run-name suffix
     assert sum(name.startswith("download-") for name in ran) == 4
     assert sum(name.startswith("extract-") for name in ran) == 4
-    assert all(task.state.is_completed() for task in task_runs(run_id))
+    assert all(task.state.is_completed() for task in tasks)
 
     engine = db.connect(load_settings())
     with db.session_scope(engine) as session:
