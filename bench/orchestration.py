@@ -151,10 +151,10 @@ def main() -> None:
             write_sample_corpus(corpus, papers=args.papers, seed=0)
             papers = f"{args.papers} sample papers"
         if not os.environ.get("PREFECT_API_URL"):
-            from prefect.testing.utilities import prefect_test_harness
+            from flows.server import temporary_server
 
             started = time.perf_counter()
-            stack.enter_context(prefect_test_harness(server_startup_timeout=120))
+            stack.enter_context(temporary_server())
             print(f"temporary Prefect server started in {time.perf_counter() - started:.1f} s")
 
         paths: dict[str, Callable[[Path, Path, int, int], None]] = {

@@ -199,9 +199,9 @@ def main() -> None:
             }
         )
         if not os.environ.get("PREFECT_API_URL"):
-            from prefect.testing.utilities import prefect_test_harness
+            from flows.server import temporary_server
 
-            stack.enter_context(prefect_test_harness(server_startup_timeout=120))
+            stack.enter_context(temporary_server())
         shorten_task_retries()
         from ldrt_core.config import load_settings
         from ldrt_core.db import connect

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
+from flows.server import SERVER_SETTINGS
+
 REPO = Path(__file__).resolve().parents[1]
 DOCKER = REPO / "docker"
 
@@ -211,6 +213,16 @@ def test_prefect_and_ldrt_get_separate_databases(compose: dict[str, Any]) -> Non
     ]
     assert url.endswith("@postgres:5432/prefect")
     assert "CREATE DATABASE" in (DOCKER / "postgres" / "init-databases.sh").read_text()
+
+
+def test_every_prefect_server_we_run_has_the_same_settings(compose: dict[str, Any]) -> None:
+    """Compose's server and CI's run with flows.server's settings (the bench, the screenshots
+    and the tests' temporary server take them from there)."""
+    env = compose["services"]["prefect-server"]["environment"]
+    assert {k: env.get(k) for k in SERVER_SETTINGS} == SERVER_SETTINGS
+    ci = (REPO / ".ci" / "run").read_text()
+    missing = [f"{k}={v}" for k, v in SERVER_SETTINGS.items() if f"{k}={v} " not in ci]
+    assert not missing, f".ci/run starts its Prefect server without {missing}"
 
 
 @pytest.mark.parametrize("worker", sorted(WORKERS))

@@ -39,6 +39,8 @@ from uuid import UUID
 from websockets.sync.client import connect
 from websockets.sync.connection import Connection
 
+from flows.server import SERVER_SETTINGS
+
 HERE = Path(__file__).resolve().parent
 PREFECT = Path(sys.executable).with_name("prefect")
 SIZE = (1600, 900)
@@ -71,11 +73,7 @@ def prefect_server() -> Iterator[str]:
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     with tempfile.TemporaryDirectory(prefix="ldrt-prefect-") as home:
-        env = os.environ | {
-            "PREFECT_HOME": home,
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_UI_API_URL": api_url,
-        }
+        env = os.environ | SERVER_SETTINGS | {"PREFECT_HOME": home, "PREFECT_UI_API_URL": api_url}
         log = Path(home) / "server.log"
         with log.open("wb") as out:
             server = subprocess.Popen(

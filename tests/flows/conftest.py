@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 from prefect.settings import PREFECT_API_URL, PREFECT_LOCAL_STORAGE_PATH, temporary_settings
-from prefect.testing.utilities import prefect_test_harness
+
+from flows.server import temporary_server
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,7 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
             yield
         return
     with (
-        prefect_test_harness(server_startup_timeout=90),
+        temporary_server(startup_timeout_s=90),
         temporary_settings({PREFECT_LOCAL_STORAGE_PATH: results}),
     ):
         yield

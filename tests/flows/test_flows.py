@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -30,6 +31,7 @@ from prefect.settings import PREFECT_API_URL
 from sqlalchemy import select
 
 from flows.pipeline import pipeline
+from flows.server import RECORDER_FLUSH_S
 from flows.stages import ItemsFailed, extract_flow, train_flow
 from ldrt_core import db
 from ldrt_core.config import load_settings
@@ -70,11 +72,22 @@ def flow_run_id(state: State[Any]) -> UUID:
     return run_id
 
 
-def task_runs(run_id: UUID) -> list[Any]:
-    with get_client(sync_client=True) as client:
-        return client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))
-        )
+def task_runs(run_id: UUID, wait_s: float = 30) -> list[Any]:
+    """The flow run's task runs once the server has recorded them: their states reach it as
+    events, which it writes in batches at least once a second (flows/server.py), so this reads
+    until two reads a flush apart agree (at most `wait_s`)."""
+    seen: list[tuple[UUID, Any]] | None = None
+    deadline = time.monotonic() + wait_s
+    while True:
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))
+            )
+        now = sorted((r.id, r.state_type) for r in runs)
+        if now == seen or time.monotonic() > deadline:
+            return runs
+        seen = now
+        time.sleep(RECORDER_FLUSH_S + 0.2)
 
 
 def subflow_runs(run_id: UUID) -> list[Any]:
