@@ -12,6 +12,12 @@
   the event's instruct version becomes the run's `dataset` parameter (Jinja:
   `{{ event.payload.instruct }}`).
 
+It also keeps one automation, `ldrt: crash silent flow runs`: a flow run of these deployments
+(tag `ldrt`) that stops sending Prefect's heartbeats (every PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+180 s by default) for three of their periods without ending is marked Crashed. A worker that
+dies mid-run (a GPU node lost, an OOM kill) then leaves a Crashed run that can be retried, not
+one that shows Running forever.
+
 No image and no code download: the entrypoints are module paths (`flows.retraining.prepare`),
 so a worker runs the flows from the `ldrt` package installed in its own environment (the
 compose file's workers, or `pip install -e .` here). Upgrading the code means upgrading that
@@ -31,6 +37,7 @@ thus lives in the trigger alone; changing it is a redeploy, not a change to the 
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -40,8 +47,11 @@ from uuid import UUID
 
 from prefect import get_client
 from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
+from prefect.client.schemas.objects import StateType
 from prefect.deployments.runner import RunnerDeployment
 from prefect.events import DeploymentEventTrigger
+from prefect.events.actions import ChangeFlowRunState
+from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 from prefect.exceptions import ObjectNotFound
 from prefect.schedules import Cron
 from prefect.types.entrypoint import EntrypointType
@@ -55,6 +65,9 @@ REFRESH_DEPLOYMENT = "weekly-refresh"
 RETRAIN_DEPLOYMENT = "retrain"
 RESULTS_BLOCK = "ldrt-results"  # an S3Bucket block: Prefect's result storage in the S3 store
 RESULTS_FOLDER = "prefect-results"
+SILENT_RUNS_AUTOMATION = "ldrt: crash silent flow runs"
+HEARTBEAT_S = 180  # Prefect's default PREFECT_FLOWS_HEARTBEAT_FREQUENCY
+FLOW_RUN_ENDS = ("Completed", "Failed", "Cancelled", "Crashed")
 
 
 @dataclass(frozen=True)
@@ -104,6 +117,50 @@ def retrain_trigger(config: DeployConfig) -> DeploymentEventTrigger:
         threshold=1,
         parameters={"dataset": "{{ event.payload.instruct }}"},
     )
+
+
+def silent_runs_automation(
+    tag: str = "ldrt", within: dt.timedelta = dt.timedelta(seconds=3 * HEARTBEAT_S)
+) -> AutomationCore:
+    """Mark Crashed each flow run tagged `tag` that has sent a heartbeat and then, for `within`,
+    neither another heartbeat nor a final state."""
+    silent = f"{within.total_seconds():.0f} s"
+    return AutomationCore(
+        name=SILENT_RUNS_AUTOMATION if tag == "ldrt" else f"{SILENT_RUNS_AUTOMATION} ({tag})",
+        description=(
+            f"A flow run tagged {tag!r} silent for {silent} after a "
+            "heartbeat: its process is gone (worker lost, killed); mark it Crashed"
+        ),
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={
+                "prefect.flow-run.heartbeat",
+                *(f"prefect.flow-run.{s}" for s in FLOW_RUN_ENDS),
+            },
+            match={"prefect.resource.id": "prefect.flow-run.*"},
+            match_related={"prefect.resource.id": f"prefect.tag.{tag}"},
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=within,
+        ),
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.CRASHED,
+                message=f"no heartbeat for {silent}: the run's process is gone",
+            )
+        ],
+    )
+
+
+def ensure_automation(automation: AutomationCore) -> UUID:
+    """Create the automation, or update the one of that name in place; its id."""
+    with get_client(sync_client=True) as client:
+        existing = client.read_automations_by_name(automation.name)
+        if not existing:
+            return client.create_automation(automation)
+        client.update_automation(existing[0].id, automation)
+        return existing[0].id
 
 
 def build_deployments(config: DeployConfig) -> list[RunnerDeployment]:
@@ -196,6 +253,7 @@ def deploy(config: DeployConfig | None = None, settings: Settings | None = None)
     config = config or DeployConfig.from_env()
     ensure_work_pools(config)
     configure_result_storage(settings or load_settings())
+    ensure_automation(silent_runs_automation())
     return {d.name: d.apply() for d in build_deployments(config)}
 
 
@@ -221,7 +279,7 @@ def ldrt_deploy_main(argv: Sequence[str] | None = None) -> int:
         f"deployed {', '.join(f'{name} ({i})' for name, i in ids.items())}: weekly-refresh on "
         f"'{config.refresh_cron}' {config.timezone} in pool {config.cpu_pool}; retrain on "
         f"{config.retrain_min_pairs}+ new pairs in pool {config.gpu_pool} (concurrency 1); "
-        f"task results in {results}"
+        f"task results in {results}; flow runs silent for {3 * HEARTBEAT_S} s marked Crashed"
     )
     return 0
 

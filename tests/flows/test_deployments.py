@@ -11,6 +11,9 @@ the API. No worker runs: a created (Scheduled) flow run is what the trigger must
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -29,12 +32,16 @@ from prefect.events.filters import (
     EventResourceFilter,
 )
 from prefect.events.worker import EventsWorker
+from prefect.settings import PREFECT_API_URL
 
 from deployments.deploy import (
     REFRESH_DEPLOYMENT,
     RETRAIN_DEPLOYMENT,
+    SILENT_RUNS_AUTOMATION,
     DeployConfig,
     deploy,
+    ensure_automation,
+    silent_runs_automation,
 )
 from flows.retraining import NEW_PAIRS_EVENT, at_least_globs, count_label, prepare
 from ldrt_core import db
@@ -45,6 +52,7 @@ from ldrt_core.samples import write_sample_corpus
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_api")]
 
+REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 MIN_PAIRS = 50
 # Unique per test session, so a shared CI server's earlier runs never satisfy the polls.
@@ -145,6 +153,58 @@ def test_deploy_registers_pools_schedule_and_trigger(deployed: dict[str, Any]) -
         assert (
             len(client.read_resource_related_automations(f"prefect.deployment.{retrain.id}")) == 1
         )
+        [silent] = client.read_automations_by_name(SILENT_RUNS_AUTOMATION)
+    assert silent.enabled and silent.trigger.model_dump()["posture"] == "Proactive"
+
+
+def test_a_flow_run_whose_process_dies_is_marked_crashed_and_one_that_ends_is_not() -> None:
+    """The silent-runs automation (with a 10 s window instead of 540 s, and its own tag) against
+    two real flow runs sending Prefect's heartbeats: one process killed, one that finishes."""
+    tag = f"ldrt-silent-{uuid.uuid4().hex[:6]}"
+    automation = ensure_automation(silent_runs_automation(tag, within=dt.timedelta(seconds=10)))
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",  # the least Prefect takes: one at the start
+    }
+    command = [sys.executable, "-m", "tests.support.tagged_flow", tag]
+    killed = subprocess.Popen([*command, "600"], cwd=REPO, env=env, stdout=subprocess.PIPE)
+    ends = subprocess.Popen([*command, "1"], cwd=REPO, env=env, stdout=subprocess.PIPE)
+    try:
+        assert killed.stdout is not None and ends.stdout is not None
+        killed_id, ends_id = (
+            uuid.UUID(p.stdout.readline().decode().strip()) for p in (killed, ends)
+        )
+        poll(lambda: heartbeats(killed_id), bool, seconds=60)
+        killed.kill()
+        assert ends.wait(timeout=120) == 0
+
+        crashed = poll(lambda: flow_run_state(killed_id), lambda s: s.is_crashed(), seconds=90)
+        assert crashed.is_crashed(), crashed
+        assert "no heartbeat for 10 s" in str(crashed.message)
+        assert flow_run_state(ends_id).is_completed()
+    finally:
+        killed.kill()
+        ends.kill()
+        with get_client(sync_client=True) as client:
+            client.delete_automation(automation)
+
+
+def heartbeats(run_id: uuid.UUID) -> list[Any]:
+    with get_client(sync_client=True) as client:
+        page = client.read_events(
+            EventFilter(
+                event=EventNameFilter(name=["prefect.flow-run.heartbeat"]),
+                resource=EventResourceFilter(id=[f"prefect.flow-run.{run_id}"]),
+            ),
+            limit=10,
+        )
+    return list(page.events)
+
+
+def flow_run_state(run_id: uuid.UUID) -> Any:
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(run_id).state
 
 
 def test_new_pairs_event_creates_a_retrain_run_only_at_the_threshold(
