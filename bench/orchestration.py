@@ -6,9 +6,9 @@ stage, LoRA r 16, 12 held-out conversations, 64 new tokens), each run in a fresh
 (SQLite + local store). Output: the wall time of (a) the `pipeline` flow (refresh, extract,
 curate, QA with the template backend, both training stages of the tiny random LLaVA,
 evaluation without judges) against the Prefect API (PREFECT_API_URL, else a temporary local
-server started before the clock starts) and (b) the same `ldrt_core` calls in the same order in
-one process; the median of `--repeat` interleaved rounds of each, and their ratio. Target:
-Prefect adds under 10%.
+server started before the clock starts; start your own with `flows/server.py`'s settings) and
+(b) the same `ldrt_core` calls in the same order in one process; the median of `--repeat`
+interleaved rounds of each, and their ratio. Target: Prefect adds under 10%.
 
     python bench/orchestration.py [--papers 8] [--steps 20] [--questions 12] [--repeat 3]
     python bench/orchestration.py --corpus ../shared/corpus/pdfs   # real PDFs instead
