@@ -108,6 +108,7 @@ def core_path(home: Path, corpus: Path, steps: int, questions: int) -> None:
 
 def prefect_path(home: Path, corpus: Path, steps: int, questions: int) -> None:
     from flows.pipeline import pipeline
+    from tasks.resources import close_extraction_pools
 
     os.environ["LDRT_HOME"] = str(home)
     try:
@@ -124,6 +125,9 @@ def prefect_path(home: Path, corpus: Path, steps: int, questions: int) -> None:
         )
     finally:
         del os.environ["LDRT_HOME"]
+        # A worker runs each flow run in a new process, which starts its extraction pool, as
+        # the core path does: no pool warmed by an earlier round.
+        close_extraction_pools()
 
 
 def main() -> None:

@@ -49,8 +49,21 @@ def artifact_store(settings: Settings) -> ArtifactStore:
 def extraction_pool(workers: int, options: ExtractOptions) -> IsolatedPool:
     """Long-lived worker processes with time and memory limits, closed when the process exits."""
     pool = IsolatedPool(workers, options)
-    atexit.register(pool.close)
+    _pools.append(pool)
     return pool
+
+
+_pools: list[IsolatedPool] = []
+
+
+@atexit.register
+def close_extraction_pools() -> None:
+    """Stop the extraction pools this process started; the next extraction starts a new one.
+    Runs at exit (and `bench/orchestration.py` calls it between runs: a worker starts each flow
+    run in a new process, whose first extraction starts the pool)."""
+    extraction_pool.cache_clear()
+    while _pools:
+        _pools.pop().close()
 
 
 def target_fingerprint(settings: Settings) -> str:
