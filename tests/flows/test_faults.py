@@ -221,20 +221,25 @@ def test_s3_outage_during_extraction_fails_cleanly_and_a_flow_run_retry_finishes
         # The test's own view of the bucket, past the proxy: readable while S3 is "down".
         direct = open_store(load_settings(s3_endpoint=s3_env["LDRT_S3_ENDPOINT"]))
         pdfs = [p.pdf_path.read_bytes() for p in write_sample_corpus(tmp_path / "p", 3, seed=3)]
-        shas = []
+        shas, keys = [], []
         for pdf in pdfs:
             info = direct.put_content_info(pdf, content_type="application/pdf")
             with db.session_scope(engine) as session:
                 session.add(Document(sha256=info.sha256, store_key=info.key, size=info.size))
             shas.append(info.sha256)
+            keys.append(info.key)
         # The task's retry comes 1 s after its first failure instead of 30 s; S3 stays down
         # past it, so the retry fails too and the run ends Failed.
         monkeypatch.setattr(extract_document_task, "retry_delay_seconds", 1)
 
+        if moment == "between-documents":
+            # Armed before the run, on the second document's PDF: documents go one at a time,
+            # so the first is done before it trips. (A wire on any PDF, armed once the first
+            # is done, could miss a fetch that starts within the poll's 20 ms.)
+            proxy.cut_when(f"GET /{bucket}/{keys[1]}".encode())
+
         def outage() -> None:
-            if moment == "between-documents":
-                proxy.cut_when(f"GET /{bucket}/sha256/".encode())
-            else:
+            if moment == "mid-upload":
                 pattern = f"PUT /{bucket}/markdown/".encode()
                 proxy.cut_when(pattern, forward=HEADERS_AND_SOME_BODY)
 
