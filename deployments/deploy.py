@@ -67,6 +67,7 @@ RESULTS_BLOCK = "ldrt-results"  # an S3Bucket block: Prefect's result storage in
 RESULTS_FOLDER = "prefect-results"
 SILENT_RUNS_AUTOMATION = "ldrt: crash silent flow runs"
 HEARTBEAT_S = 180  # Prefect's default PREFECT_FLOWS_HEARTBEAT_FREQUENCY
+SILENT_AFTER = dt.timedelta(seconds=3 * HEARTBEAT_S)  # three missed heartbeats
 FLOW_RUN_ENDS = ("Completed", "Failed", "Cancelled", "Crashed")
 
 
@@ -120,7 +121,7 @@ def retrain_trigger(config: DeployConfig) -> DeploymentEventTrigger:
 
 
 def silent_runs_automation(
-    tag: str = "ldrt", within: dt.timedelta = dt.timedelta(seconds=3 * HEARTBEAT_S)
+    tag: str = "ldrt", within: dt.timedelta = SILENT_AFTER
 ) -> AutomationCore:
     """Mark Crashed each flow run tagged `tag` that has sent a heartbeat and then, for `within`,
     neither another heartbeat nor a final state."""
@@ -279,7 +280,8 @@ def ldrt_deploy_main(argv: Sequence[str] | None = None) -> int:
         f"deployed {', '.join(f'{name} ({i})' for name, i in ids.items())}: weekly-refresh on "
         f"'{config.refresh_cron}' {config.timezone} in pool {config.cpu_pool}; retrain on "
         f"{config.retrain_min_pairs}+ new pairs in pool {config.gpu_pool} (concurrency 1); "
-        f"task results in {results}; flow runs silent for {3 * HEARTBEAT_S} s marked Crashed"
+        f"task results in {results}; "
+        f"flow runs silent for {SILENT_AFTER.total_seconds():.0f} s marked Crashed"
     )
     return 0
 

@@ -45,15 +45,15 @@ def artifact_store(settings: Settings) -> ArtifactStore:
     return open_store(settings)
 
 
+_pools: list[IsolatedPool] = []  # every extraction pool this process started
+
+
 @cache
 def extraction_pool(workers: int, options: ExtractOptions) -> IsolatedPool:
     """Long-lived worker processes with time and memory limits, closed when the process exits."""
     pool = IsolatedPool(workers, options)
     _pools.append(pool)
     return pool
-
-
-_pools: list[IsolatedPool] = []
 
 
 @atexit.register

@@ -49,6 +49,7 @@ from ldrt_core.config import load_settings
 from ldrt_core.db.models import DatasetMember, TrainingRun
 from ldrt_core.errors import ConfigError
 from ldrt_core.samples import write_sample_corpus
+from tests.flows.test_flows import flow_run
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_api")]
 
@@ -81,14 +82,16 @@ def retrain_runs(deployment_id: Any) -> list[Any]:
         )
 
 
-def new_pairs_events(instruct: str, since: dt.datetime) -> list[Any]:
-    """The events about this instruct version since then (a shared server keeps older ones)."""
+def events(name: str, resource: str, since: dt.datetime | None = None) -> list[Any]:
+    """The events of that name about that resource (since then: a shared server keeps older
+    ones)."""
+    occurred = EventOccurredFilter(since=since) if since else EventOccurredFilter()
     with get_client(sync_client=True) as client:
         page = client.read_events(
             EventFilter(
-                occurred=EventOccurredFilter(since=since),
-                event=EventNameFilter(name=[NEW_PAIRS_EVENT]),
-                resource=EventResourceFilter(id=[f"ldrt.dataset.{instruct}"]),
+                occurred=occurred,
+                event=EventNameFilter(name=[name]),
+                resource=EventResourceFilter(id=[resource]),
             ),
             limit=10,  # the client's default (100) is over the server's maximum (50)
         )
@@ -175,36 +178,23 @@ def test_a_flow_run_whose_process_dies_is_marked_crashed_and_one_that_ends_is_no
         killed_id, ends_id = (
             uuid.UUID(p.stdout.readline().decode().strip()) for p in (killed, ends)
         )
-        poll(lambda: heartbeats(killed_id), bool, seconds=60)
+        poll(
+            lambda: events("prefect.flow-run.heartbeat", f"prefect.flow-run.{killed_id}"),
+            bool,
+            seconds=60,
+        )
         killed.kill()
         assert ends.wait(timeout=120) == 0
 
-        crashed = poll(lambda: flow_run_state(killed_id), lambda s: s.is_crashed(), seconds=90)
+        crashed = poll(lambda: flow_run(killed_id).state, lambda s: s.is_crashed(), seconds=90)
         assert crashed.is_crashed(), crashed
         assert "no heartbeat for 10 s" in str(crashed.message)
-        assert flow_run_state(ends_id).is_completed()
+        assert flow_run(ends_id).state.is_completed()
     finally:
         killed.kill()
         ends.kill()
         with get_client(sync_client=True) as client:
             client.delete_automation(automation)
-
-
-def heartbeats(run_id: uuid.UUID) -> list[Any]:
-    with get_client(sync_client=True) as client:
-        page = client.read_events(
-            EventFilter(
-                event=EventNameFilter(name=["prefect.flow-run.heartbeat"]),
-                resource=EventResourceFilter(id=[f"prefect.flow-run.{run_id}"]),
-            ),
-            limit=10,
-        )
-    return list(page.events)
-
-
-def flow_run_state(run_id: uuid.UUID) -> Any:
-    with get_client(sync_client=True) as client:
-        return client.read_flow_run(run_id).state
 
 
 def test_new_pairs_event_creates_a_retrain_run_only_at_the_threshold(
@@ -253,7 +243,11 @@ def test_prepare_sends_the_pairs_not_yet_trained_on(
     assert n_train > 0
     assert first["new_pairs"] == first["added"] == n_train  # nothing trained, nothing before
     EventsWorker.drain_all()
-    [event] = poll(lambda: new_pairs_events(first["instruct"], started), bool, seconds=30)
+    [event] = poll(
+        lambda: events(NEW_PAIRS_EVENT, f"ldrt.dataset.{first['instruct']}", started),
+        bool,
+        seconds=30,
+    )
     assert event.payload == first
     assert event.resource["ldrt.new-pairs"] == count_label(n_train)
 

@@ -28,7 +28,6 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 import pytest
-from prefect import get_client
 from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import make_url
 
@@ -41,7 +40,7 @@ from ldrt_core.samples import write_sample_corpus
 from ldrt_core.store import ArtifactStore, open_store
 from tasks.stages import download_paper_task, extract_document_task
 from tests.flows.test_cli import run_ldrt
-from tests.flows.test_flows import flow_run_id, retry_flow_run, task_runs
+from tests.flows.test_flows import flow_run, flow_run_id, retry_flow_run, task_runs
 from tests.support.faulty_proxy import FaultyProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
@@ -108,11 +107,6 @@ def settled_task_runs(
         if len(final) >= expected or time.monotonic() > deadline:
             return runs
         time.sleep(0.2)
-
-
-def flow_run(run_id: UUID) -> Any:
-    with get_client(sync_client=True) as client:
-        return client.read_flow_run(run_id)
 
 
 def assert_objects_whole(store: ArtifactStore) -> int:

@@ -90,6 +90,11 @@ def task_runs(run_id: UUID, wait_s: float = 30) -> list[Any]:
         time.sleep(RECORDER_FLUSH_S + 0.2)
 
 
+def flow_run(run_id: UUID) -> Any:
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(run_id)
+
+
 def subflow_runs(run_id: UUID) -> list[Any]:
     with get_client(sync_client=True) as client:
         return client.read_flow_runs(
