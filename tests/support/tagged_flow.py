@@ -1,5 +1,5 @@
 """A flow run tagged TAG that prints its id and then works for SECONDS: a stand-in for a worker's
-flow run process, which a test may kill.
+flow run process, which a test may kill. It sends heartbeats as our flows do.
 
     python -m tests.support.tagged_flow TAG SECONDS
 """
@@ -11,6 +11,8 @@ import time
 
 from prefect import flow, tags
 from prefect.runtime import flow_run
+
+import flows  # noqa: F401  (our flows' heartbeats: flows/heartbeats.py)
 
 
 @flow(name="ldrt-tagged-stand-in", persist_result=False)
