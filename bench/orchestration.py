@@ -8,7 +8,9 @@ curate, QA with the template backend, both training stages of the tiny random LL
 evaluation without judges) against the Prefect API (PREFECT_API_URL, else a temporary local
 server started before the clock starts; start your own with `flows/server.py`'s settings) and
 (b) the same `ldrt_core` calls in the same order in one process; the median of `--repeat`
-interleaved rounds of each, and their ratio. Target: Prefect adds under 10%.
+interleaved rounds of each and their ratio, and the median of the rounds' own ratios (each
+round's two runs are seconds apart, so a machine that drifts slower or faster between rounds
+shifts both). Target: Prefect adds under 10%.
 
     python bench/orchestration.py [--papers 8] [--steps 20] [--questions 12] [--repeat 3]
     python bench/orchestration.py --corpus ../shared/corpus/pdfs   # real PDFs instead
@@ -18,8 +20,9 @@ LDRT, so the curation's relevance filter is left out.
 
 Both runs do the same work on the same bytes; the difference is Prefect's task and flow
 bookkeeping (API calls, state changes, artifacts, result persistence). Imports happen before
-the clock, and a warm-up round of both paths goes first, untimed. On a two-core machine the
-Prefect server (when local) competes with the work for the cores, and that is counted.
+the clock, and a warm-up round of both paths goes first, untimed. Rounds alternate which path
+goes first, and each run starts on an idle machine. On a two-core machine the Prefect server
+(when local) competes with the work for the cores while the run lasts, and that is counted.
 """
 
 from __future__ import annotations
@@ -167,10 +170,13 @@ def main() -> None:
         }
         times: dict[str, list[float]] = {name: [] for name in paths}
         for round_ in range(args.repeat + 1):  # round 0 warms up: imports, caches, the server
-            for name, path in paths.items():
+            # Alternate which path goes first, and start each on an idle machine: a server still
+            # recording the last Prefect run would otherwise slow the run after it.
+            for name in sorted(paths, reverse=round_ % 2 == 1):
                 home = work / f"{round_}-{name.replace(' ', '-')}"
+                _settle()
                 started = time.perf_counter()
-                path(home, corpus, args.steps, args.questions)
+                paths[name](home, corpus, args.steps, args.questions)
                 took = time.perf_counter() - started
                 shutil.rmtree(home)
                 if round_:
@@ -178,13 +184,34 @@ def main() -> None:
                 print(f"round {round_}{' (warm-up)' if not round_ else ''}: {name} {took:.1f} s")
 
     core, flows = (statistics.median(times[name]) for name in paths)
+    paired = statistics.median(p / c - 1 for c, p in zip(*times.values(), strict=True))
     print(
         f"\n{papers}, training steps {args.steps} per stage, "
         f"questions {args.questions}, median of {args.repeat}\n"
         f"core calls     {core:7.1f} s  {_spread(times['core calls'])}\n"
         f"under Prefect  {flows:7.1f} s  {_spread(times['under Prefect'])}\n"
-        f"overhead       {flows - core:+7.1f} s ({(flows / core - 1) * 100:+.1f}%; target < +10%)"
+        f"overhead       {flows - core:+7.1f} s ({(flows / core - 1) * 100:+.1f}%; target < +10%)\n"
+        f"  round by round, median {paired * 100:+.1f}%"
     )
+
+
+def _settle(idle: float = 0.85, timeout_s: float = 20.0) -> None:
+    """Wait (at most timeout_s) until the machine's cores are `idle` idle over half a second."""
+
+    def ticks() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        return fields[3] + fields[4], sum(fields)  # idle + iowait, all
+
+    if not Path("/proc/stat").exists():
+        time.sleep(2)
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        idle0, all0 = ticks()
+        time.sleep(0.5)
+        idle1, all1 = ticks()
+        if (idle1 - idle0) >= idle * max(1, all1 - all0):
+            return
 
 
 def _spread(values: list[float]) -> str:
