@@ -7,9 +7,11 @@ would open its own.
 from __future__ import annotations
 
 import atexit
+import functools
 import hashlib
 import threading
-from functools import cache
+from collections.abc import Callable, Hashable
+from typing import Generic, ParamSpec, TypeVar
 
 from sqlalchemy import Engine
 
@@ -19,11 +21,45 @@ from ldrt_core.extract.isolation import IsolatedPool
 from ldrt_core.extract.records import ExtractOptions
 from ldrt_core.store import ArtifactStore, open_store
 
+P = ParamSpec("P")
+V = TypeVar("V")
+
+
+class made_once(Generic[P, V]):  # a decorator, named like functools.cache
+    """`functools.cache` that makes each value once even when threads ask for it together.
+    With `cache` alone, the first two extract tasks of a flow run, starting side by side, each
+    made an extraction pool: four worker processes booted on two cores, and both first PDFs
+    took three times as long."""
+
+    def __init__(self, make: Callable[P, V]) -> None:
+        self._make = make
+        self._lock = threading.Lock()
+        self._made: dict[Hashable, V] = {}
+        self.calls = 0  # how often it was asked, made or not
+        functools.update_wrapper(self, make)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> V:
+        key = (args, tuple(sorted(kwargs.items())))
+        with self._lock:
+            self.calls += 1
+            if key not in self._made:
+                self._made[key] = self._make(*args, **kwargs)
+            return self._made[key]
+
+    def cache_clear(self) -> None:
+        with self._lock:
+            self._made.clear()
+
+    def __reduce__(self) -> str:
+        """Pickled by name, as functions are: a task shipped to a Dask worker uses the worker's."""
+        return self._make.__qualname__
+
+
 _upgrade_lock = threading.Lock()
 _migrated: set[Engine] = set()
 
 
-@cache
+@made_once
 def lineage(settings: Settings) -> Engine:
     """The lineage database's engine (one pool per process and configuration)."""
     return db.connect(settings)
@@ -40,7 +76,7 @@ def migrated_lineage(settings: Settings) -> Engine:
     return engine
 
 
-@cache
+@made_once
 def artifact_store(settings: Settings) -> ArtifactStore:
     return open_store(settings)
 
@@ -48,7 +84,7 @@ def artifact_store(settings: Settings) -> ArtifactStore:
 _pools: list[IsolatedPool] = []  # every extraction pool this process started
 
 
-@cache
+@made_once
 def extraction_pool(workers: int, options: ExtractOptions) -> IsolatedPool:
     """Long-lived worker processes with time and memory limits, closed when the process exits."""
     pool = IsolatedPool(workers, options)
