@@ -89,6 +89,7 @@ def run_items(
     *,
     limit: int,
     what: str,
+    progress_every_s: float,
 ) -> ItemResults:
     """One task run per item, at most `limit` running at once (the others wait unsubmitted, so
     the UI shows them as not started rather than as running), with a progress artifact."""
@@ -96,9 +97,9 @@ def run_items(
     total = len(waiting)
     running: dict[PrefectFuture[Any], Hashable] = {}
     results = ItemResults()
-    progress = ProgressArtifact(what)
+    progress = ProgressArtifact(what, progress_every_s)
     if total:
-        progress(0, total)  # the bar shows as soon as the work starts
+        progress(0, total)  # the work starts: the bar's clock with it
     while waiting or running:
         while waiting and len(running) < limit:
             item = waiting.popleft()
@@ -179,6 +180,7 @@ def refresh_flow(
         lambda paper_id: download_paper_task.submit(settings, paper_id, source),
         limit=settings.download_workers,
         what="downloading PDFs",
+        progress_every_s=settings.progress_every_s,
     )
     counts: dict[str, Any] = {
         "source": found.source,
@@ -214,6 +216,7 @@ def extract_flow(retry_failed: bool = False) -> dict[str, Any]:
         lambda sha: extract_document_task.submit(settings, sha, force=sha in failed_before),
         limit=settings.extract_workers,
         what="extracting PDFs",
+        progress_every_s=settings.progress_every_s,
     )
     counts: dict[str, Any] = {
         "documents": len(todo),

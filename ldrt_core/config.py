@@ -170,6 +170,15 @@ class Settings(BaseSettings):
         ),
     )
 
+    progress_every_s: float = Field(
+        default=2.0,
+        ge=0,
+        description=(
+            "Progress bars in the Prefect UI: a bar shows once its work has run this long, and "
+            "updates at most this often; shorter work shows no bar (0: every update at once)."
+        ),
+    )
+
     # ---- evaluation
     judges: str = Field(
         default="",

@@ -296,7 +296,7 @@ def train_stage_task(
     parent_run: str | None = None,
 ) -> RunSummary:
     """One training stage of LLaVA; the step progress shows as a progress artifact."""
-    progress = ProgressArtifact(f"training {config.stage}: steps")
+    progress = ProgressArtifact(f"training {config.stage}: steps", settings.progress_every_s)
     return train_stage(
         lineage(settings),
         artifact_store(settings),
@@ -338,7 +338,9 @@ def evaluate_run_task(
     bars: dict[str, ProgressArtifact] = {}
 
     def progress(what: str, done: int, total: int) -> None:
-        bars.setdefault(what, ProgressArtifact(what))(done, total)
+        if what not in bars:
+            bars[what] = ProgressArtifact(what, settings.progress_every_s)
+        bars[what](done, total)
 
     try:
         return evaluate_run(

@@ -129,6 +129,7 @@ def artifacts(run_ids: list[UUID]) -> list[Any]:
 @pytest.mark.slow
 def test_pipeline_on_the_sample_corpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LDRT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LDRT_PROGRESS_EVERY_S", "0")  # a bar for work this short, too
     write_sample_corpus(tmp_path / "papers", papers=4, seed=6)
 
     state = pipeline(source=f"folder:{tmp_path / 'papers'}", **TINY_PIPELINE, return_state=True)

@@ -1,0 +1,102 @@
+"""tasks/progress.py: which updates of a progress bar reach the Prefect API.
+
+The clock and the publishing thread are replaced: `put` records what would be sent, and `send`
+runs it as the publishing thread would, against a recorder in place of Prefect's artifact calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from uuid import uuid4
+
+import pytest
+
+import tasks.progress as progress
+from tasks.progress import ProgressArtifact
+
+pytestmark = pytest.mark.unit
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def world(monkeypatch: pytest.MonkeyPatch) -> tuple[Clock, list[Callable[[], Any]], list[str]]:
+    clock = Clock()
+    queued: list[Callable[[], Any]] = []
+    published: list[str] = []
+    monkeypatch.setattr(progress.time, "monotonic", clock)
+    monkeypatch.setattr(progress._publisher, "put", queued.append)
+
+    def create(percent: float, description: str) -> Any:
+        published.append(description)
+        return uuid4()
+
+    def update(_artifact: Any, percent: float, description: str) -> None:
+        published.append(description)
+
+    monkeypatch.setattr(progress, "create_progress_artifact", create)
+    monkeypatch.setattr(progress, "update_progress_artifact", update)
+    return clock, queued, published
+
+
+def send_all(queued: list[Callable[[], Any]]) -> None:
+    while queued:
+        queued.pop(0)()
+
+
+def test_work_over_within_the_interval_shows_no_bar(world: Any) -> None:
+    clock, queued, published = world
+    bar = ProgressArtifact("extracting PDFs", every_s=2.0)
+    for done in range(9):
+        bar(done, 8)
+        clock.now += 0.2  # 8 items in 1.6 s
+    send_all(queued)
+    assert published == []
+
+
+def test_long_work_shows_once_due_then_throttled_and_always_its_end(world: Any) -> None:
+    clock, queued, published = world
+    bar = ProgressArtifact("training instruct: steps", every_s=2.0)
+    for step in range(1, 41):  # a step every 0.25 s: 10 s of work
+        clock.now += 0.25
+        bar(step, 40)
+        send_all(queued)  # a server that keeps up
+    # The clock starts at step 1; step 9 is the first 2 s later, then one every 2 s, and the end.
+    assert published == [f"training instruct: steps: {s} of 40" for s in (9, 17, 25, 33, 40)]
+
+
+def test_a_slow_first_item_shows_the_bar_when_it_ends(world: Any) -> None:
+    clock, queued, published = world
+    bar = ProgressArtifact("downloading PDFs", every_s=2.0)
+    for seconds, done in ((0.0, 0), (30.0, 1), (0.5, 2), (0.5, 3)):  # 2: throttled; 3: the end
+        clock.now += seconds
+        bar(done, 3)
+        send_all(queued)
+    assert published == ["downloading PDFs: 1 of 3", "downloading PDFs: 3 of 3"]
+
+
+def test_interval_zero_publishes_every_new_update(world: Any) -> None:
+    _clock, queued, published = world
+    bar = ProgressArtifact("answers", every_s=0)
+    for done in (0, 1, 1, 2):
+        bar(done, 2)
+        send_all(queued)
+    assert published == ["answers: 0 of 2", "answers: 1 of 2", "answers: 2 of 2"]
+
+
+def test_updates_waiting_behind_a_newer_one_are_dropped(world: Any) -> None:
+    _clock, queued, published = world
+    bar = ProgressArtifact("answers", every_s=0)
+    bar(1, 3)
+    bar(2, 3)
+    bar(3, 3)
+    assert len(queued) == 3  # the server was slow: all three wait
+    send_all(queued)
+    assert published == ["answers: 3 of 3"]  # the first send takes the newest; the rest skip
