@@ -8,7 +8,7 @@ a test checks the two agree.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -48,8 +48,17 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: Json, list[Any]: Json}
 
 
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
 class Timestamped:
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Set here, to the microsecond: SQLite's CURRENT_TIMESTAMP (the server default, kept for rows
+    # written by hand) has whole seconds, so two rows made in one second tied, and "the newest"
+    # (dataset version, training run, evaluation report) could be the older of the two.
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), default=_now
+    )
     flow_run_id: Mapped[str | None] = mapped_column(FlowRunId)
 
 

@@ -122,6 +122,19 @@ def test_lineage_rows_round_trip_with_constraints(engine: Engine) -> None:
         session.add(Paper(source="s2", external_id="p3", title="t", download_status="weird"))
 
 
+def test_rows_made_in_one_second_keep_their_order(engine: Engine) -> None:
+    """The newest dataset version, training run or evaluation report is the newest row by
+    created_at: rows made within a second of each other must not tie."""
+    db.upgrade(engine)
+    for n in range(5):
+        with db.session_scope(engine) as session:
+            session.add(Paper(source="s2", external_id=f"p{n}", title=f"paper {n}"))
+    with db.session_scope(engine) as session:
+        newest_first = session.scalars(select(Paper).order_by(Paper.created_at.desc())).all()
+        assert [p.external_id for p in newest_first] == [f"p{n}" for n in range(4, -1, -1)]
+        assert len({p.created_at for p in newest_first}) == 5
+
+
 def test_unreachable_database_is_a_typed_error_without_the_password() -> None:
     engine = db.connect("postgresql://ldrt:sup3r-secret@127.0.0.1:9/ldrt", connect_timeout=2)
     with pytest.raises(DatabaseError) as info:
