@@ -22,8 +22,8 @@ Both runs do the same work on the same bytes; the difference is Prefect's task a
 bookkeeping (API calls, state changes, artifacts, result persistence). Imports happen before
 the clock, and a warm-up round of both paths goes first, untimed. Rounds alternate which path
 goes first, and each run starts on an idle machine after a full garbage collection. On a
-two-core machine the Prefect server
-(when local) competes with the work for the cores while the run lasts, and that is counted.
+two-core machine the Prefect server (when local) competes with the work for the cores while the
+run lasts, and that is counted.
 """
 
 from __future__ import annotations

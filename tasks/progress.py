@@ -94,7 +94,7 @@ class ProgressArtifact:
         self.started: float | None = None  # when the first update came
         self.shown: tuple[int, int] | None = None  # the newest update asked for
         self.sent: tuple[int, int] | None = None  # the newest update published
-        self.last = 0.0  # when the newest update was asked for
+        self.last = float("-inf")  # when the newest update was asked for
 
     def __call__(self, done: int, total: int) -> None:
         now = time.monotonic()
@@ -103,7 +103,7 @@ class ProgressArtifact:
         if now - self.started < self.every_s or self.shown == (done, total):
             return  # short work so far, or nothing new
         final = total > 0 and done >= total
-        if not final and self.shown is not None and now - self.last < self.every_s:
+        if not final and now - self.last < self.every_s:
             return
         self.shown, self.last = (done, total), now
         _publisher.put(self._send)

@@ -55,24 +55,22 @@ class made_once(Generic[P, V]):  # a decorator, named like functools.cache
         return self._make.__qualname__
 
 
-_upgrade_lock = threading.Lock()
-_migrated: set[Engine] = set()
-
-
 @made_once
 def lineage(settings: Settings) -> Engine:
     """The lineage database's engine (one pool per process and configuration)."""
     return db.connect(settings)
 
 
+@made_once
+def _migrate(engine: Engine) -> None:
+    db.upgrade(engine)
+
+
 def migrated_lineage(settings: Settings) -> Engine:
     """`lineage(settings)` migrated to the newest schema; each flow calls it at its start, and
     it migrates once per process (the pipeline's six stage flows share one check)."""
     engine = lineage(settings)
-    with _upgrade_lock:
-        if engine not in _migrated:
-            db.upgrade(engine)
-            _migrated.add(engine)
+    _migrate(engine)
     return engine
 
 
