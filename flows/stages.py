@@ -40,7 +40,8 @@ from ldrt_core.config import Settings, load_settings
 from ldrt_core.errors import LdrtError
 from ldrt_core.evaluate.answer import Sampling
 from ldrt_core.evaluate.report import inline_plots
-from ldrt_core.train.runs import stage_configs
+from ldrt_core.extract.stage import pending_documents
+from ldrt_core.train.runs import resolve_dataset, stage_configs
 from tasks.progress import FLUSH_ARTIFACTS, ProgressArtifact, publish
 from tasks.resources import artifact_store, migrated_lineage
 from tasks.stages import (
@@ -50,8 +51,6 @@ from tasks.stages import (
     evaluate_run_task,
     extract_document_task,
     generate_qa_task,
-    list_pending_documents,
-    resolve_dataset_task,
     train_stage_task,
 )
 
@@ -206,11 +205,11 @@ def extract_flow(retry_failed: bool = False) -> dict[str, Any]:
 
     retry_failed: try again the documents that failed before (on when the run is retried)."""
     settings = load_settings()
-    migrated_lineage(settings)
+    engine = migrated_lineage(settings)
     retry = retry_failed or _is_retry()
-    todo = list_pending_documents(settings, retry_failed=retry)
+    todo = pending_documents(engine, retry_failed=retry)
     # A failed document is only redone when forced; new and outdated ones never need it.
-    failed_before = set(todo) - set(list_pending_documents(settings)) if retry else set()
+    failed_before = set(todo) - set(pending_documents(engine)) if retry else set()
     results = run_items(
         todo,
         lambda sha: extract_document_task.submit(settings, sha, force=sha in failed_before),
@@ -324,7 +323,7 @@ def train_flow(
     each stage. A parameter left empty takes the stage's default (see `ldrt train --help`);
     base_model: default LDRT_BASE_MODEL."""
     settings = load_settings()
-    migrated_lineage(settings)
+    engine = migrated_lineage(settings)
     configs = stage_configs(
         settings,
         stage,
@@ -348,7 +347,7 @@ def train_flow(
     parent = from_run
     for config in configs:
         name = config.stage
-        version = resolve_dataset_task(settings, dataset, name)
+        version = resolve_dataset(engine, dataset, name).id
         summary = train_stage_task(
             settings,
             version,

@@ -1,8 +1,11 @@
 """What the Prefect UI shows of a run: progress bars and tables, published off the work's thread.
 
 Each artifact is an API call, and against a busy server one takes 20 to 70 ms. `publish` hands it
-to one background thread per process instead, which makes the calls in order, each in the
-context (flow run, task run, settings) of the code that asked for it; the work goes on at once.
+to a few background threads per process instead, which make the calls, each in the context (flow
+run, task run, settings) of the code that asked for it; the work goes on at once. Calls in one
+lane (one artifact key, one progress bar) are made in the order they were asked for; calls in
+different lanes go side by side, so the tables at the end of a run (the last stage's, the
+report, the pipeline's summary) cost the wait for one call, not for each in turn.
 `FLUSH_ARTIFACTS` (flow hooks) makes a flow run wait for them before its function returns, so
 that no artifact is lost when the process ends. A call that fails is logged, and never
 fails the run.
@@ -21,10 +24,12 @@ from __future__ import annotations
 import contextvars
 import functools
 import logging
+import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Hashable
 from typing import Any, ParamSpec
 from uuid import UUID
 
@@ -34,42 +39,74 @@ log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 
+_Call = tuple[contextvars.Context, Callable[[], Any]]
+
 
 class _Publisher:
-    def __init__(self) -> None:
-        self._calls: queue.Queue[tuple[contextvars.Context, Callable[[], Any]]] = queue.Queue()
+    def __init__(self, threads: int = 4) -> None:
+        self._threads = threads
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._idle = threading.Condition(self._lock)
+        self._ready: queue.SimpleQueue[tuple[Hashable, _Call]] = queue.SimpleQueue()
+        self._lanes: dict[Hashable, deque[_Call]] = {}  # lane -> calls behind its running one
+        self._pending = 0  # calls asked for and not yet made
+        self._started_in: int | None = None  # the process whose threads serve (none survive a fork)
 
-    def put(self, call: Callable[[], Any]) -> None:
+    def put(self, lane: Hashable, call: Callable[[], Any]) -> None:
+        """Make `call` in the caller's context, after the calls asked for before it in `lane`."""
+        made: _Call = (contextvars.copy_context(), call)
         with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._serve, name="ldrt-artifacts", daemon=True
-                )
-                self._thread.start()
-        self._calls.put((contextvars.copy_context(), call))
+            self._start()
+            self._pending += 1
+            if lane in self._lanes:  # a call of this lane is under way: wait behind it
+                self._lanes[lane].append(made)
+                return
+            self._lanes[lane] = deque()
+        self._ready.put((lane, made))
+
+    def _start(self) -> None:
+        if self._started_in == os.getpid():
+            return
+        if self._started_in is not None:  # a forked child: its parent's calls are not its own
+            self._ready, self._lanes, self._pending = queue.SimpleQueue(), {}, 0
+        self._started_in = os.getpid()
+        for number in range(self._threads):
+            name = f"ldrt-artifacts-{number}"
+            threading.Thread(target=self._serve, name=name, daemon=True).start()
 
     def _serve(self) -> None:
         while True:
-            context, call = self._calls.get()
-            try:
-                context.run(call)
-            except Exception as exc:  # an artifact is worth a warning, never a failed run
-                log.warning("could not publish an artifact to the Prefect API: %s", exc)
-            finally:
-                self._calls.task_done()
+            lane, made = self._ready.get()
+            while True:  # this lane's calls, in order, until none is waiting
+                context, call = made
+                try:
+                    context.run(call)
+                except Exception as exc:  # an artifact is worth a warning, never a failed run
+                    log.warning("could not publish an artifact to the Prefect API: %s", exc)
+                with self._lock:
+                    self._pending -= 1
+                    waiting = self._lanes[lane]
+                    if not waiting:
+                        del self._lanes[lane]
+                        if not self._pending:
+                            self._idle.notify_all()
+                        break
+                    made = waiting.popleft()
 
     def flush(self) -> None:
-        self._calls.join()
+        """Wait until every call asked for so far is made."""
+        with self._lock:
+            self._idle.wait_for(lambda: not self._pending)
 
 
 _publisher = _Publisher()
 
 
 def publish(create: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> None:
-    """Call `create` (e.g. `create_table_artifact`) on the publishing thread, in this context."""
-    _publisher.put(functools.partial(create, *args, **kwargs))
+    """Call `create` (e.g. `create_table_artifact`) on a publishing thread, in this context; calls
+    with the same `key` are made in order."""
+    lane = kwargs.get("key") or object()
+    _publisher.put(lane, functools.partial(create, *args, **kwargs))
 
 
 def _flush_hook(*_: Any) -> None:
@@ -106,7 +143,7 @@ class ProgressArtifact:
         if not final and now - self.last < self.every_s:
             return
         self.shown, self.last = (done, total), now
-        _publisher.put(self._send)
+        _publisher.put(self, self._send)
 
     def _send(self) -> None:
         update = self.shown

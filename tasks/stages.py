@@ -15,14 +15,19 @@ the result depends on, and never the flow-run id, so it holds across runs:
   after a failed evaluation reuses its training runs.
 - everything else has NO_CACHE, because its result depends on state that is not in its inputs:
   discover-papers (the source and the refresh cursor move on), download-paper (a paper row id
-  whose outcome depends on the network), list-pending-documents and resolve-* (database
-  lookups), build-dataset (reads every extracted figure; it is content-addressed itself),
-  generate-qa (per-pair cache in the store, which also retries pairs that failed) and
-  evaluate-run (each call is a new evaluation; answers and verdicts are cached in the store).
+  whose outcome depends on the network), build-dataset (reads every extracted figure; it is
+  content-addressed itself), generate-qa (per-pair cache in the store, which also retries pairs
+  that failed) and evaluate-run (each call is a new evaluation; answers and verdicts are cached
+  in the store).
 
 The target fingerprint in each key (database URL without password, store URL) keeps one
 database's results from being reused against another. A cached result outlives a database
 that is wiped in place; clear Prefect's result storage then, or bump the stage version.
+
+Lookups that only read the database (which documents are pending, which dataset version a
+training stage takes) are no tasks: the flows call them, as they open the engine. A task run
+costs its flow a few milliseconds of its own and the server three state events to record, and
+these showed nothing in the UI that the stage's table does not.
 
 A bad item (a PDF that is refused or cannot be extracted) is recorded by the core function in
 the database and then raised here as `ItemFailed`, so its task run fails; `ItemFailed` is not
@@ -46,7 +51,7 @@ from prefect.runtime import flow_run
 from prefect.tasks import Task
 
 from ldrt_core.config import Settings
-from ldrt_core.curate.dataset import BuiltDataset, CurationConfig, build_dataset, find_version
+from ldrt_core.curate.dataset import BuiltDataset, CurationConfig, build_dataset
 from ldrt_core.errors import LdrtError
 from ldrt_core.evaluate.answer import Sampling
 from ldrt_core.evaluate.stage import EvaluationSummary, evaluate_run, open_judges
@@ -55,7 +60,6 @@ from ldrt_core.extract.stage import (
     ExtractionOutcome,
     extract_document,
     options_from_settings,
-    pending_documents,
 )
 from ldrt_core.qa import (
     GenerationSummary,
@@ -67,7 +71,7 @@ from ldrt_core.qa import (
 from ldrt_core.refresh import Discovery, DownloadOutcome, discover, download_paper
 from ldrt_core.sources import open_source
 from ldrt_core.train.loop import TrainConfig
-from ldrt_core.train.runs import RunSummary, resolve_dataset, train_stage
+from ldrt_core.train.runs import RunSummary, train_stage
 from tasks.progress import ProgressArtifact
 from tasks.resources import artifact_store, extraction_pool, lineage, target_fingerprint
 
@@ -160,12 +164,6 @@ def download_paper_task(settings: Settings, paper_id: int, source: str) -> Downl
 # ----------------------------------------------------------------------------- extract
 
 
-@task(name="list-pending-documents", tags={"ldrt"}, cache_policy=NO_CACHE, retries=1)
-def list_pending_documents(settings: Settings, retry_failed: bool = False) -> list[str]:
-    """The sha256 of each stored document this extractor version has still to do."""
-    return pending_documents(lineage(settings), retry_failed=retry_failed)
-
-
 def _extract_key(_context: TaskRunContext, parameters: dict[str, Any]) -> str:
     settings: Settings = parameters["settings"]
     options = asdict(options_from_settings(settings))
@@ -254,16 +252,6 @@ def generate_qa_task(
 
 
 # ----------------------------------------------------------------------------- train
-
-
-@task(name="resolve-dataset", tags={"ldrt"}, cache_policy=NO_CACHE, retries=1)
-def resolve_dataset_task(settings: Settings, dataset: str, stage: str | None = None) -> str:
-    """A dataset version id from an id, a prefix or 'latest'; with `stage`, the version that
-    stage trains on (the align or instruct version derived from it)."""
-    engine = lineage(settings)
-    if stage is None:
-        return find_version(engine, dataset).id
-    return resolve_dataset(engine, dataset, stage).id
 
 
 def _train_key(_context: TaskRunContext, parameters: dict[str, Any]) -> str:
@@ -372,7 +360,5 @@ __all__ = [
     "evaluate_run_task",
     "extract_document_task",
     "generate_qa_task",
-    "list_pending_documents",
-    "resolve_dataset_task",
     "train_stage_task",
 ]

@@ -144,7 +144,6 @@ def test_pipeline_on_the_sample_corpus(tmp_path: Path, monkeypatch: pytest.Monke
     ran = {task.name for task in tasks}
     assert {
         "discover-papers",
-        "list-pending-documents",
         "build-dataset",
         "generate-qa",
         "train-align",

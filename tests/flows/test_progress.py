@@ -1,11 +1,15 @@
 """tasks/progress.py: which updates of a progress bar reach the Prefect API.
 
-The clock and the publishing thread are replaced: `put` records what would be sent, and `send`
-runs it as the publishing thread would, against a recorder in place of Prefect's artifact calls.
+The clock and the publishing threads are replaced: `put` records what would be sent, and `send`
+runs it as a publishing thread would, against a recorder in place of Prefect's artifact calls.
+The publisher itself (lanes in order, lanes side by side, flush) is tested with plain calls.
 """
 
 from __future__ import annotations
 
+import functools
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 from uuid import uuid4
@@ -32,7 +36,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> tuple[Clock, list[Callable[[], Any
     queued: list[Callable[[], Any]] = []
     published: list[str] = []
     monkeypatch.setattr(progress.time, "monotonic", clock)
-    monkeypatch.setattr(progress._publisher, "put", queued.append)
+    monkeypatch.setattr(progress._publisher, "put", lambda _lane, call: queued.append(call))
 
     def create(percent: float, description: str) -> Any:
         published.append(description)
@@ -100,3 +104,53 @@ def test_updates_waiting_behind_a_newer_one_are_dropped(world: Any) -> None:
     assert len(queued) == 3  # the server was slow: all three wait
     send_all(queued)
     assert published == ["answers: 3 of 3"]  # the first send takes the newest; the rest skip
+
+
+# ----------------------------------------------------------------------------- the publisher
+
+
+def test_calls_in_one_lane_are_made_in_the_order_asked() -> None:
+    publisher = progress._Publisher(threads=4)
+    made: list[int] = []
+
+    def call(number: int) -> None:
+        time.sleep(0.002 * (number % 3))  # uneven calls: a free thread must not jump the queue
+        made.append(number)
+
+    for number in range(20):
+        publisher.put("ldrt-train-summary", functools.partial(call, number))
+    publisher.flush()
+    assert made == list(range(20))
+
+
+def test_lanes_are_published_side_by_side() -> None:
+    publisher = progress._Publisher(threads=4)
+    both = threading.Barrier(2, timeout=5)  # met only when the two calls run at once
+    met: list[str] = []
+
+    def call(lane: str) -> None:
+        both.wait()
+        met.append(lane)
+
+    publisher.put("ldrt-evaluation-report", functools.partial(call, "report"))
+    publisher.put("ldrt-pipeline-summary", functools.partial(call, "summary"))
+    publisher.flush()
+    assert sorted(met) == ["report", "summary"]
+
+
+def test_flush_waits_for_every_call_and_a_failed_one_is_only_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    publisher = progress._Publisher(threads=2)
+    made: list[str] = []
+
+    def fail() -> None:
+        raise ConnectionError("the Prefect API is down")
+
+    publisher.put("a", fail)
+    publisher.put("a", lambda: (time.sleep(0.05), made.append("after the failure")))
+    publisher.put("b", lambda: made.append("other lane"))
+    publisher.flush()
+    assert sorted(made) == ["after the failure", "other lane"]
+    assert "the Prefect API is down" in caplog.text
+    publisher.flush()  # nothing pending: returns at once
