@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -262,10 +264,22 @@ def _cached_image(key: str, local: Path, fetch: Callable[[str], bytes]) -> Image
     except (StoreError, OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
         return None
     if not local.is_file():
-        staging = local.with_name(local.name + ".part")
-        staging.write_bytes(raw)
-        staging.replace(local)
+        _cache(local, raw)
     return image.convert("RGB")
+
+
+def _cache(local: Path, raw: bytes) -> None:
+    """Keep a fetched image for the next epoch and run. Several processes (the ranks of one
+    run) may cache the same image at once: each writes its own temp file and renames it over
+    the name, so none sees a partial file or loses its rename to another. A cache that cannot
+    be written only costs a fetch next time."""
+    fd, staging = tempfile.mkstemp(dir=local.parent, prefix=f".{local.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(raw)
+        os.replace(staging, local)
+    except OSError:
+        Path(staging).unlink(missing_ok=True)
 
 
 def expand_to_square(image: Image, processor: Any) -> Image:

@@ -13,8 +13,10 @@ from __future__ import annotations
 import copy
 import io
 import math
+import threading
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -464,6 +466,30 @@ def test_expand_to_square_centres_the_image_on_the_mean_colour(
 def test_expand_to_square_leaves_a_square_image_alone(processor: Any) -> None:
     image = Image.new("RGB", (24, 24), (1, 2, 3))
     assert expand_to_square(image, processor) is image
+
+
+def test_ranks_caching_the_same_images_at_once_all_succeed(processor: Any, tmp_path: Path) -> None:
+    """The ranks of a distributed run prepare the same records into one cache folder at once."""
+    rows, images = records(3)
+    ranks = 6
+    together = threading.Barrier(ranks, timeout=10)
+
+    def fetch(key: str) -> bytes:  # every rank has the bytes before any writes them
+        together.wait()
+        return images[key]
+
+    with ThreadPoolExecutor(ranks) as pool:
+        prepared = [
+            future.result()
+            for future in [
+                pool.submit(prepare, rows[:1], processor, fetch, tmp_path / "cache")
+                for _ in range(ranks)
+            ]
+        ]
+
+    assert all(len(data.samples) == 1 for data in prepared)
+    cached = list((tmp_path / "cache").iterdir())
+    assert [path.read_bytes() for path in cached] == [images[rows[0]["image"]]]  # no temp left
 
 
 # ------------------------------------------------------------------------ dataset, batches
