@@ -48,8 +48,9 @@ class _Publisher:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._ready: queue.SimpleQueue[tuple[Hashable, _Call]] = queue.SimpleQueue()
-        self._lanes: dict[Hashable, deque[_Call]] = {}  # lane -> calls behind its running one
-        self._pending = 0  # calls asked for and not yet made
+        # A lane with a call under way (or ready) -> the calls waiting behind it; no lanes, no
+        # calls pending.
+        self._lanes: dict[Hashable, deque[_Call]] = {}
         self._started_in: int | None = None  # the process whose threads serve (none survive a fork)
 
     def put(self, lane: Hashable, call: Callable[[], Any]) -> None:
@@ -57,7 +58,6 @@ class _Publisher:
         made: _Call = (contextvars.copy_context(), call)
         with self._lock:
             self._start()
-            self._pending += 1
             if lane in self._lanes:  # a call of this lane is under way: wait behind it
                 self._lanes[lane].append(made)
                 return
@@ -68,7 +68,7 @@ class _Publisher:
         if self._started_in == os.getpid():
             return
         if self._started_in is not None:  # a forked child: its parent's calls are not its own
-            self._ready, self._lanes, self._pending = queue.SimpleQueue(), {}, 0
+            self._ready, self._lanes = queue.SimpleQueue(), {}
         self._started_in = os.getpid()
         for number in range(self._threads):
             name = f"ldrt-artifacts-{number}"
@@ -84,11 +84,10 @@ class _Publisher:
                 except Exception as exc:  # an artifact is worth a warning, never a failed run
                     log.warning("could not publish an artifact to the Prefect API: %s", exc)
                 with self._lock:
-                    self._pending -= 1
                     waiting = self._lanes[lane]
                     if not waiting:
                         del self._lanes[lane]
-                        if not self._pending:
+                        if not self._lanes:
                             self._idle.notify_all()
                         break
                     made = waiting.popleft()
@@ -96,7 +95,7 @@ class _Publisher:
     def flush(self) -> None:
         """Wait until every call asked for so far is made."""
         with self._lock:
-            self._idle.wait_for(lambda: not self._pending)
+            self._idle.wait_for(lambda: not self._lanes)
 
 
 _publisher = _Publisher()
