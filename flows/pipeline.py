@@ -11,6 +11,10 @@ instruct run to evaluate. When some items of refresh, extract or qa fail (`Items
 pipeline goes on with the rest and ends Failed at the end, naming them; any other failure stops
 it there. Retrying the pipeline's flow run retries the failed items (the stage flows see it as
 a retry through `retry_failed`).
+
+Its table artifact `ldrt-pipeline-summary` has each stage's outcome and counts, also when a
+stage stopped it (`stage_table`); the failed items, what curation's filters dropped, the
+training runs and the evaluation report have artifacts of their own.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import Flow, flow
-from prefect.artifacts import create_table_artifact
 from prefect.runtime import flow_run
 
 from flows.runners import task_runner
@@ -30,9 +33,10 @@ from flows.stages import (
     qa_flow,
     refresh_flow,
     run_stage,
+    stage_table,
     train_flow,
 )
-from tasks.progress import FLUSH_ARTIFACTS, publish
+from tasks.progress import FLUSH_ARTIFACTS
 
 
 @flow(name="pipeline", task_runner=task_runner(), **FLUSH_ARTIFACTS)
@@ -64,53 +68,32 @@ def pipeline(
         return run_stage(body, partial, **parameters)
 
     done: dict[str, Any] = {}
-    done["refresh"] = stage(
-        refresh_flow, source=source, query=query, max_papers=max_papers, retry_failed=retry
-    )
-    done["extract"] = stage(extract_flow, retry_failed=retry)
-    done["curate"] = stage(curate_flow, config=curation)
-    done["qa"] = stage(qa_flow, dataset=done["curate"], backend=qa_backend)
-    done["train"] = stage(
-        train_flow,
-        dataset=done["qa"]["instruct"],
-        base_model=base_model,
-        max_steps=max_steps,
-        lora_r=lora_r,
-        lora_alpha=lora_alpha,
-        align_lr=align_lr,
-        instruct_lr=instruct_lr,
-        checkpoint_every=checkpoint_every,
-    )
-    done["evaluate"] = stage(
-        evaluate_flow,
-        run=done["train"]["instruct"],
-        judges=judges,
-        limit=eval_limit,
-        max_new_tokens=max_new_tokens,
-    )
-    failed = {error.stage: error for error in partial}
-    publish(
-        create_table_artifact,
-        [
-            {
-                "stage": name,
-                "result": f"{len(failed[name].failures)} item(s) failed"
-                if name in failed
-                else "ok",
-                "output": _brief(output),
-            }
-            for name, output in done.items()
-        ],
-        key="ldrt-pipeline-summary",
-        description="pipeline: each stage's outcome",
-    )
+    with stage_table("pipeline", "pipeline: each stage's outcome and counts"):
+        done["refresh"] = stage(
+            refresh_flow, source=source, query=query, max_papers=max_papers, retry_failed=retry
+        )
+        done["extract"] = stage(extract_flow, retry_failed=retry)
+        done["curate"] = stage(curate_flow, config=curation)
+        done["qa"] = stage(qa_flow, dataset=done["curate"], backend=qa_backend)
+        done["train"] = stage(
+            train_flow,
+            dataset=done["qa"]["instruct"],
+            base_model=base_model,
+            max_steps=max_steps,
+            lora_r=lora_r,
+            lora_alpha=lora_alpha,
+            align_lr=align_lr,
+            instruct_lr=instruct_lr,
+            checkpoint_every=checkpoint_every,
+        )
+        done["evaluate"] = stage(
+            evaluate_flow,
+            run=done["train"]["instruct"],
+            judges=judges,
+            limit=eval_limit,
+            max_new_tokens=max_new_tokens,
+        )
     if partial:
         failures = [(f"{e.stage} {item}", reason) for e in partial for item, reason in e.failures]
         raise ItemsFailed("pipeline", failures, done)
     return done
-
-
-def _brief(output: Any) -> str:
-    if isinstance(output, dict):
-        return ", ".join(f"{k}: {v}" for k, v in output.items() if not isinstance(v, dict))
-    return str(output)

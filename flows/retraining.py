@@ -20,7 +20,6 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, task
-from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from prefect.runtime import flow_run
@@ -34,12 +33,13 @@ from flows.stages import (
     qa_flow,
     refresh_flow,
     run_stage,
+    stage_table,
     train_flow,
 )
 from ldrt_core.config import Settings, load_settings
 from ldrt_core.db import session_scope
 from ldrt_core.db.models import DatasetMember, DatasetVersion, TrainingRun
-from tasks.progress import FLUSH_ARTIFACTS, publish
+from tasks.progress import FLUSH_ARTIFACTS
 from tasks.resources import lineage, migrated_lineage
 
 NEW_PAIRS_EVENT = "ldrt.dataset.new-pairs"
@@ -152,39 +152,38 @@ def prepare(
     migrated_lineage(settings)
     retry = flow_run.get_run_count() > 1
     partial: list[ItemsFailed] = []
-    run_stage(
-        refresh_flow,
-        partial,
-        source=source,
-        query=query,
-        max_papers=max_papers,
-        retry_failed=retry,
-    )
-    run_stage(extract_flow, partial, retry_failed=retry)
-    dataset = run_stage(curate_flow, partial, config=curation)
-    versions = run_stage(qa_flow, partial, dataset=dataset, backend=qa_backend)
-    counts = count_new_pairs(settings, dataset)
-    payload: dict[str, Any] = {
-        "new_pairs": counts["new_pairs"],
-        "added": counts["added"],
-        "dataset": dataset,
-        "instruct": versions["instruct"],
-    }
-    emit_event(
-        event=NEW_PAIRS_EVENT,
-        resource={
-            "prefect.resource.id": f"ldrt.dataset.{versions['instruct']}",
-            "prefect.resource.name": f"instruct dataset {versions['instruct'][:12]}",
-            NEW_PAIRS_LABEL: count_label(counts["new_pairs"]),
-        },
-        payload=payload,
-    )
-    publish(
-        create_table_artifact,
-        [{"metric": k, "value": str(v)} for k, v in {**payload, **counts}.items()],
-        key="ldrt-prepare-summary",
-        description="prepare: the new-pairs event sent",
-    )
+    with stage_table(
+        "prepare", "prepare: each stage's outcome and counts, the event sent"
+    ) as table:
+        run_stage(
+            refresh_flow,
+            partial,
+            source=source,
+            query=query,
+            max_papers=max_papers,
+            retry_failed=retry,
+        )
+        run_stage(extract_flow, partial, retry_failed=retry)
+        dataset = run_stage(curate_flow, partial, config=curation)
+        versions = run_stage(qa_flow, partial, dataset=dataset, backend=qa_backend)
+        counts = count_new_pairs(settings, dataset)
+        payload: dict[str, Any] = {
+            "new_pairs": counts["new_pairs"],
+            "added": counts["added"],
+            "dataset": dataset,
+            "instruct": versions["instruct"],
+        }
+        emit_event(
+            event=NEW_PAIRS_EVENT,
+            resource={
+                "prefect.resource.id": f"ldrt.dataset.{versions['instruct']}",
+                "prefect.resource.name": f"instruct dataset {versions['instruct'][:12]}",
+                NEW_PAIRS_LABEL: count_label(counts["new_pairs"]),
+            },
+            payload=payload,
+        )
+        table.counts(NEW_PAIRS_EVENT, {**payload, **counts})
+        table.outcome(NEW_PAIRS_EVENT, "sent")
     if partial:
         failures = [(f"{e.stage} {item}", reason) for e in partial for item, reason in e.failures]
         raise ItemsFailed("prepare", failures, payload)

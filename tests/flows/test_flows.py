@@ -8,6 +8,7 @@ on SQLite). Output: flow and task run states, artifacts, and the rows in the lin
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -45,6 +46,7 @@ from ldrt_core.db.models import (
 )
 from ldrt_core.samples import write_sample_corpus
 from ldrt_core.store import open_store
+from ldrt_core.train.model import ModelLoadError
 from tests.support import bad_pdfs
 from tests.support.corpus import store_documents
 
@@ -119,6 +121,20 @@ def retry_flow_run(run_id: UUID, entrypoint: str, timeout_s: float = 600) -> Non
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 
+STAGES = ("refresh", "extract", "curate", "qa", "train", "evaluate")
+
+
+def table(made: list[Any], key: str) -> list[dict[str, Any]]:
+    """The rows of the table artifact `key` among `made`."""
+    rows: list[dict[str, Any]] = json.loads(next(a for a in made if a.key == key).data)
+    return rows
+
+
+def outcomes(summary: list[dict[str, Any]]) -> dict[str, str]:
+    """Each stage's outcome in a flow's stage table, in the order the stages ran."""
+    return {row["stage"]: row["value"] for row in summary if row["metric"] == "outcome"}
+
+
 def artifacts(run_ids: list[UUID]) -> list[Any]:
     with get_client(sync_client=True) as client:
         return client.read_artifacts(
@@ -175,18 +191,23 @@ def test_pipeline_on_the_sample_corpus(tmp_path: Path, monkeypatch: pytest.Monke
 
     made = artifacts([run_id])
     keys = {a.key for a in made if a.key}
+    # One table for every stage's outcome and counts; the filters, runs and report apart.
     assert {
         "ldrt-pipeline-summary",
-        "ldrt-refresh-summary",
-        "ldrt-extract-summary",
-        "ldrt-curate-summary",
         "ldrt-curate-filters",
-        "ldrt-qa-summary",
         "ldrt-train-summary",
-        "ldrt-evaluate-summary",
         "ldrt-evaluation-report",
     } <= keys
     assert not any(key.endswith("-failures") for key in keys)
+    counted_apart = {f"ldrt-{stage}-summary" for stage in STAGES if stage != "train"}
+    assert not counted_apart & keys  # train's summary is its table of runs
+    summary = table(made, "ldrt-pipeline-summary")
+    assert outcomes(summary) == dict.fromkeys(STAGES, "ok")
+    value = {(row["stage"], row["metric"]): row["value"] for row in summary}
+    assert value["refresh", "downloaded"] == value["extract", "extracted"] == "4"
+    assert value["curate", "dataset"] == done["curate"]
+    assert value["train", "output"] == ", ".join(f"{k}: {v}" for k, v in done["train"].items())
+    assert value["evaluate", "questions"] == str(done["evaluate"]["items"])
     report = next(a for a in made if a.key == "ldrt-evaluation-report")
     assert report.type == "markdown" and report.data.startswith("#")
     assert "](data:image/png;base64," in report.data  # its plots show in the UI
@@ -208,6 +229,33 @@ def test_pipeline_on_the_sample_corpus(tmp_path: Path, monkeypatch: pytest.Monke
     assert sorted(r.state.name for r in cached) == ["Cached", "Cached"]
     with db.session_scope(engine) as session:
         assert len(list(session.scalars(select(TrainingRun)))) == 2
+
+
+def test_a_stage_that_stops_the_pipeline_leaves_the_table_of_what_ran(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LDRT_HOME", str(tmp_path / "home"))
+    corpus = tmp_path / "corpus"
+    write_sample_corpus(corpus, papers=4, seed=0)
+    missing = tmp_path / "no-model-here"
+
+    state = pipeline(
+        source=f"folder:{corpus}",
+        **{**TINY_PIPELINE, "base_model": str(missing)},
+        return_state=True,
+    )
+
+    assert state.is_failed()
+    assert isinstance(state.result(raise_on_failure=False), ModelLoadError)
+    summary = table(artifacts([flow_run_id(state)]), "ldrt-pipeline-summary")
+    assert list(outcomes(summary).items()) == [
+        ("refresh", "ok"),
+        ("extract", "ok"),
+        ("curate", "ok"),
+        ("qa", "ok"),
+        ("train", "failed: ModelLoadError (see the run's logs)"),
+    ]
+    assert {"stage": "extract", "metric": "extracted", "value": "4"} in summary
 
 
 def test_one_corrupt_pdf_fails_one_extract_task(
