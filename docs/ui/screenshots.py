@@ -8,8 +8,8 @@ with a tiny model, as the end-to-end test does; about two minutes on two cores.
 
 Output, in --out (default: this folder), taken with headless Chromium:
     pipeline-run.png        the pipeline's flow run page: its task graph and state
-    pipeline-artifacts.png  its table artifact `ldrt-pipeline-summary`: each stage's outcome
-                            (the run page's Artifacts tab shows just that artifact's card)
+    pipeline-artifacts.png  its table artifact `ldrt-pipeline-summary`: each stage's outcome and
+                            counts (the run page's Artifacts tab shows just that artifact's card)
     evaluate-report.png     the evaluation's markdown artifact `ldrt-evaluation-report`
 
 Run: `.venv/bin/python docs/ui/screenshots.py [--out DIR] [--api-url URL]`.
@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from prefect.settings import PREFECT_API_URL, PREFECT_LOCAL_STORAGE_PATH, temporary_settings
 from websockets.sync.client import connect
 from websockets.sync.connection import Connection
 
@@ -220,14 +221,15 @@ def chromium(profile: Path) -> Iterator[Page]:
 def take_pictures(api_url: str, out: Path) -> list[Path]:
     with tempfile.TemporaryDirectory(prefix="ldrt-ui-") as tmp:
         work = Path(tmp)
-        os.environ |= {  # before Prefect is first imported: it reads its settings then
-            "PREFECT_API_URL": api_url,
-            "PREFECT_HOME": str(work / "prefect-client"),  # results and caches start empty
-            "LDRT_HOME": str(work / "ldrt"),
-        }
-        run_id = run_pipeline(work)
-        summary = artifact_id("ldrt-pipeline-summary", [run_id])
-        report = artifact_id("ldrt-evaluation-report", [run_id])
+        os.environ["LDRT_HOME"] = str(work / "ldrt")
+        # Prefect is imported by now (`flows` installs its patches on import), so its settings
+        # change through its context, as the tests' `prefect_api` fixture does.
+        with temporary_settings(
+            {PREFECT_API_URL: api_url, PREFECT_LOCAL_STORAGE_PATH: work / "results"}
+        ):
+            run_id = run_pipeline(work)
+            summary = artifact_id("ldrt-pipeline-summary", [run_id])
+            report = artifact_id("ldrt-evaluation-report", [run_id])
         ui = api_url.removesuffix("/api")
         shots = {  # the picture: its page, its size, what shows the page has its data
             "pipeline-run.png": (f"{ui}/runs/flow-run/{run_id}", SIZE, ".run-graph canvas"),
