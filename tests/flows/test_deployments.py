@@ -49,7 +49,7 @@ from ldrt_core.config import load_settings
 from ldrt_core.db.models import DatasetMember, TrainingRun
 from ldrt_core.errors import ConfigError
 from ldrt_core.samples import write_sample_corpus
-from tests.flows.test_flows import flow_run
+from tests.flows.test_flows import artifacts, flow_run, flow_run_id, outcomes, table
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_api")]
 
@@ -234,7 +234,10 @@ def test_prepare_sends_the_pairs_not_yet_trained_on(
     source = f"folder:{tmp_path / 'papers'}"
     started = dt.datetime.now(dt.UTC)
 
-    first = prepare(source=source, curation={"eval_share": 0.3}, qa_backend="template")
+    state = prepare(
+        source=source, curation={"eval_share": 0.3}, qa_backend="template", return_state=True
+    )
+    first = state.result()
 
     engine = db.connect(load_settings())
     with db.session_scope(engine) as session:
@@ -242,6 +245,10 @@ def test_prepare_sends_the_pairs_not_yet_trained_on(
         n_train = train.count()
     assert n_train > 0
     assert first["new_pairs"] == first["added"] == n_train  # nothing trained, nothing before
+    summary = table(artifacts([flow_run_id(state)]), "ldrt-prepare-summary")
+    stages = {"refresh": "ok", "extract": "ok", "curate": "ok", "qa": "ok"}
+    assert outcomes(summary) == {**stages, NEW_PAIRS_EVENT: "sent"}
+    assert {"stage": NEW_PAIRS_EVENT, "metric": "new_pairs", "value": str(n_train)} in summary
     EventsWorker.drain_all()
     [event] = poll(
         lambda: events(NEW_PAIRS_EVENT, f"ldrt.dataset.{first['instruct']}", started),
