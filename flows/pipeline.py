@@ -2,9 +2,9 @@
 
     refresh -> extract -> curate -> qa -> train (align, instruct) -> evaluate
 
-Each stage is its flow's body run inline (`run_stage`), not a subflow: its tasks and artifacts are
-the pipeline run's own, so the run's graph in the UI is the whole task DAG, and a retry makes no
-new flow runs. The stage flows stay deployable and runnable on their own.
+Each stage is its flow's body run inline (`StageTable.run`), not a subflow: its tasks and
+artifacts are the pipeline run's own, so the run's graph in the UI is the whole task DAG, and a
+retry makes no new flow runs. The stage flows stay deployable and runnable on their own.
 
 Stages pass ids: curate's dataset version to qa, qa's instruct version to train, train's
 instruct run to evaluate. When some items of refresh, extract or qa fail (`ItemsFailed`), the
@@ -21,18 +21,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import Flow, flow
+from prefect import flow
 from prefect.runtime import flow_run
 
 from flows.runners import task_runner
 from flows.stages import (
-    ItemsFailed,
     curate_flow,
     evaluate_flow,
     extract_flow,
     qa_flow,
     refresh_flow,
-    run_stage,
     stage_table,
     train_flow,
 )
@@ -62,20 +60,15 @@ def pipeline(
     A parameter left empty takes the stage's default or its LDRT_* setting; see each stage's
     flow for what it means."""
     retry = flow_run.get_run_count() > 1
-    partial: list[ItemsFailed] = []
-
-    def stage(body: Flow[..., Any], **parameters: Any) -> Any:
-        return run_stage(body, partial, **parameters)
-
     done: dict[str, Any] = {}
-    with stage_table("pipeline", "pipeline: each stage's outcome and counts"):
-        done["refresh"] = stage(
+    with stage_table("pipeline", "pipeline: each stage's outcome and counts") as stages:
+        done["refresh"] = stages.run(
             refresh_flow, source=source, query=query, max_papers=max_papers, retry_failed=retry
         )
-        done["extract"] = stage(extract_flow, retry_failed=retry)
-        done["curate"] = stage(curate_flow, config=curation)
-        done["qa"] = stage(qa_flow, dataset=done["curate"], backend=qa_backend)
-        done["train"] = stage(
+        done["extract"] = stages.run(extract_flow, retry_failed=retry)
+        done["curate"] = stages.run(curate_flow, config=curation)
+        done["qa"] = stages.run(qa_flow, dataset=done["curate"], backend=qa_backend)
+        done["train"] = stages.run(
             train_flow,
             dataset=done["qa"]["instruct"],
             base_model=base_model,
@@ -86,14 +79,12 @@ def pipeline(
             instruct_lr=instruct_lr,
             checkpoint_every=checkpoint_every,
         )
-        done["evaluate"] = stage(
+        done["evaluate"] = stages.run(
             evaluate_flow,
             run=done["train"]["instruct"],
             judges=judges,
             limit=eval_limit,
             max_new_tokens=max_new_tokens,
         )
-    if partial:
-        failures = [(f"{e.stage} {item}", reason) for e in partial for item, reason in e.failures]
-        raise ItemsFailed("pipeline", failures, done)
+    stages.raise_failures("pipeline", done)
     return done

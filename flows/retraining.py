@@ -26,13 +26,11 @@ from prefect.runtime import flow_run
 from sqlalchemy import select
 
 from flows.stages import (
-    ItemsFailed,
     curate_flow,
     evaluate_flow,
     extract_flow,
     qa_flow,
     refresh_flow,
-    run_stage,
     stage_table,
     train_flow,
 )
@@ -151,21 +149,15 @@ def prepare(
     settings = load_settings()
     migrated_lineage(settings)
     retry = flow_run.get_run_count() > 1
-    partial: list[ItemsFailed] = []
     with stage_table(
         "prepare", "prepare: each stage's outcome and counts, the event sent"
-    ) as table:
-        run_stage(
-            refresh_flow,
-            partial,
-            source=source,
-            query=query,
-            max_papers=max_papers,
-            retry_failed=retry,
+    ) as stages:
+        stages.run(
+            refresh_flow, source=source, query=query, max_papers=max_papers, retry_failed=retry
         )
-        run_stage(extract_flow, partial, retry_failed=retry)
-        dataset = run_stage(curate_flow, partial, config=curation)
-        versions = run_stage(qa_flow, partial, dataset=dataset, backend=qa_backend)
+        stages.run(extract_flow, retry_failed=retry)
+        dataset = stages.run(curate_flow, config=curation)
+        versions = stages.run(qa_flow, dataset=dataset, backend=qa_backend)
         counts = count_new_pairs(settings, dataset)
         payload: dict[str, Any] = {
             "new_pairs": counts["new_pairs"],
@@ -182,11 +174,9 @@ def prepare(
             },
             payload=payload,
         )
-        table.counts(NEW_PAIRS_EVENT, {**payload, **counts})
-        table.outcome(NEW_PAIRS_EVENT, "sent")
-    if partial:
-        failures = [(f"{e.stage} {item}", reason) for e in partial for item, reason in e.failures]
-        raise ItemsFailed("prepare", failures, payload)
+        stages.counts(NEW_PAIRS_EVENT, {**payload, **counts})
+        stages.outcome(NEW_PAIRS_EVENT, "sent")
+    stages.raise_failures("prepare", payload)
     return payload
 
 

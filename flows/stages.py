@@ -152,11 +152,45 @@ def publish_summary(
 
 
 class StageTable:
-    """The one table of a flow that runs stages inline (`run_stage`): for each stage in turn,
-    its outcome, then its counts (or, for a stage without counts, what it returned)."""
+    """The stages a flow runs inline (`run`), kept as one table: for each stage in turn, its
+    outcome, then its counts (or, for a stage without counts, what it returned); and the
+    stages whose items failed (`raise_failures`)."""
 
     def __init__(self) -> None:
         self._stages: dict[str, tuple[str | None, list[tuple[str, str]]]] = {}
+        self.failed: list[ItemsFailed] = []
+
+    def run(self, stage: Flow[..., Any], **parameters: Any) -> Any:
+        """Run a stage flow's body inside the current flow run (the pipeline's) and note its
+        outcome; some failed items (ItemsFailed) let the cycle go on with the rest.
+
+        Its tasks become the pipeline run's own, on the pipeline's task runner, and its
+        artifacts the pipeline run's. A subflow run per stage cost the pipeline about 0.3 s
+        each in API calls (create the run and its parent task run, set Pending, Running,
+        Completed, each orchestrated by the server) and as much again in server CPU, which
+        `bench/orchestration.py` counts; and a retried pipeline ran six new subflow runs where
+        only the failed task needed to run again."""
+        try:
+            output = stage.fn(**parameters)
+        except ItemsFailed as error:
+            self.failed.append(error)
+            self.outcome(stage.name, f"{len(error.failures)} item(s) failed", error.summary)
+            return error.summary
+        except Exception as error:
+            self.outcome(stage.name, f"failed: {type(error).__name__} (see the run's logs)")
+            raise
+        self.outcome(stage.name, "ok", output)
+        return output
+
+    def raise_failures(self, flow_name: str, summary: Any) -> None:
+        """End the flow Failed, naming every item that failed in its stages, if any did."""
+        if self.failed:
+            failures = [
+                (f"{error.stage} {item}", reason)
+                for error in self.failed
+                for item, reason in error.failures
+            ]
+            raise ItemsFailed(flow_name, failures, summary)
 
     def counts(self, stage: str, counts: dict[str, Any]) -> None:
         _, rows = self._stages.setdefault(stage, (None, []))
@@ -181,7 +215,7 @@ _stage_table: ContextVar[StageTable | None] = ContextVar("ldrt_stage_table", def
 
 @contextmanager
 def stage_table(flow_name: str, description: str) -> Iterator[StageTable]:
-    """Collect the counts of the stages run inside the block into one table artifact,
+    """The block's stages (`StageTable.run`) and their counts go into one table artifact,
     `ldrt-<flow_name>-summary`, published when the block ends, also when a stage stops it.
 
     One table in place of a table per stage: what the pipeline did reads in one place, and
@@ -491,27 +525,3 @@ def evaluate_flow(
         description=f"evaluation report ({report_key})",
     )
     return {"evaluations": summary.evaluations, "report": report_key, "items": summary.items}
-
-
-def run_stage(stage: Flow[..., Any], partial: list[ItemsFailed], **parameters: Any) -> Any:
-    """Run a stage flow's body inside the current flow run (the pipeline's); some failed items
-    (ItemsFailed) let the cycle go on with the rest. Inside `stage_table`, the stage's outcome
-    goes into that table.
-
-    Its tasks become the pipeline run's own, on the pipeline's task runner, and its artifacts
-    the pipeline run's. A subflow run per stage cost the pipeline about 0.3 s each in API calls
-    (create the run and its parent task run, set Pending, Running, Completed, each orchestrated by
-    the server) and as much again in server CPU, which `bench/orchestration.py` counts; and a
-    retried pipeline ran six new subflow runs where only the failed task needed to run again."""
-    table = _stage_table.get() or StageTable()  # a table of its own is simply dropped
-    try:
-        output = stage.fn(**parameters)
-    except ItemsFailed as error:
-        partial.append(error)
-        table.outcome(stage.name, f"{len(error.failures)} item(s) failed", error.summary)
-        return error.summary
-    except Exception as error:
-        table.outcome(stage.name, f"failed: {type(error).__name__} (see the run's logs)")
-        raise
-    table.outcome(stage.name, "ok", output)
-    return output
