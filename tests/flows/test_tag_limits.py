@@ -1,4 +1,4 @@
-"""flows/tag_limits.py: task runs ask the server for slots only under tags that have a limit,
+"""tasks/tag_limits.py: task runs ask the server for slots only under tags that have a limit,
 and a limit still holds, including one made while the process runs.
 
 Real flow runs against the Prefect server; the spy counts Prefect's own slot requests and calls
@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import pytest
 from prefect import flow, task, task_engine
 from prefect.cache_policies import NO_CACHE
@@ -22,8 +26,11 @@ from prefect.client.orchestration import get_client
 from prefect.concurrency import _sync
 from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
-import flows  # noqa: F401  (installs the gate)
-from flows.tag_limits import LimitedTags, concurrency_where_limited, install, limited_tags
+import tasks  # noqa: F401  (installs the gate)
+from tasks.stages import extract_document_task
+from tasks.tag_limits import LimitedTags, concurrency_where_limited, install, limited_tags
+
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -75,9 +82,24 @@ def run_tagged(tag: str, count: int) -> list[tuple[float, float]]:
     return sorted(spans)
 
 
-def test_flows_import_installs_it_on_this_prefect() -> None:
+def test_tasks_import_installs_it_on_this_prefect() -> None:
     assert install()  # False would mean this Prefect no longer has the call the gate wraps
     assert task_engine._concurrency is concurrency_where_limited
+
+
+def test_a_process_that_only_unpickles_a_task_has_it() -> None:
+    """A process that gets a task by pickle and never imports the flows runs it gated."""
+    pickled = cloudpickle.dumps(extract_document_task)
+    worker = (
+        "import pickle, sys\n"
+        "task = pickle.loads(sys.stdin.buffer.read())\n"
+        "from prefect import task_engine\n"
+        "print(task.name, task_engine._concurrency.__module__, 'flows' in sys.modules)\n"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", worker], input=pickled, capture_output=True, check=True, cwd=REPO
+    ).stdout.decode()
+    assert shown.split() == ["extract-document", "tasks.tag_limits", "False"]
 
 
 def test_tags_without_a_limit_send_no_slot_request(

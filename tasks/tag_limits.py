@@ -16,7 +16,8 @@ its task runs within `REFRESH_S` seconds; a new flow run process sees it at once
 limits cannot be read, every tagged task run asks as before.
 
 It replaces one private name in `prefect.task_engine` (async tasks, which ldrt has none of,
-keep Prefect's); on a Prefect without it, `install()` leaves Prefect's in place.
+keep Prefect's); on a Prefect without it, `install()` leaves Prefect's in place. Importing
+`tasks` installs it, so every process that runs ldrt's task runs has it, flows imported or not.
 """
 
 from __future__ import annotations
