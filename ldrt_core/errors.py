@@ -39,6 +39,11 @@ class DatabaseError(LdrtError):
     """The lineage database cannot be reached or is not at the expected schema."""
 
 
+class DatabaseUnavailableError(DatabaseError):
+    """The lineage database refused a connection or dropped one mid-work (down, restarting,
+    unreachable); what was committed before stays, and the work can be run again."""
+
+
 class SourceError(LdrtError):
     """A paper source (Semantic Scholar, a folder) failed in a way retrying now will not fix."""
 

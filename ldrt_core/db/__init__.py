@@ -16,13 +16,13 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from ldrt_core.config import Settings, mask_url
 from ldrt_core.db import models
-from ldrt_core.errors import DatabaseError
+from ldrt_core.errors import DatabaseError, DatabaseUnavailableError
 
 __all__ = [
     "connect",
@@ -50,7 +50,28 @@ def connect(settings: Settings | str, *, connect_timeout: int = 10) -> Engine:
     engine = create_engine(url, **kwargs)
     if url.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(engine, "handle_error", _unavailable)
     return engine
+
+
+def _unavailable(context: ExceptionContext) -> BaseException | None:
+    """A connection refused, or lost mid-work, raises DatabaseUnavailableError naming the
+    database (without its password) instead of the driver's error with the SQL and its
+    parameters; every other error (a constraint, a bad statement) stays SQLAlchemy's. The pool
+    still discards the lost connection, and its pre-ping reconnects quietly where it can."""
+    dbapi = context.dialect.loaded_dbapi
+    lost = context.is_disconnect or (
+        context.connection is None
+        and isinstance(context.original_exception, dbapi.OperationalError)
+    )
+    if context.is_pre_ping or not lost:
+        return None
+    reason = str(context.original_exception).strip().splitlines()[0]
+    where = "" if context.engine is None else f" {mask_url(str(context.engine.url))}"
+    return DatabaseUnavailableError(
+        f"the database{where} is unavailable ({reason}); what was committed is kept: run "
+        "again once it is back"
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, inspect, select
+from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from ldrt_core import db
 from ldrt_core.db.models import Base, Document, Figure, Paper, RefreshCursor
-from ldrt_core.errors import DatabaseError
+from ldrt_core.errors import DatabaseError, DatabaseUnavailableError
 
 TABLES = {
     "papers",
@@ -139,5 +140,33 @@ def test_unreachable_database_is_a_typed_error_without_the_password() -> None:
     engine = db.connect("postgresql://ldrt:sup3r-secret@127.0.0.1:9/ldrt", connect_timeout=2)
     with pytest.raises(DatabaseError) as info:
         db.current_revision(engine)
+    assert isinstance(info.value, DatabaseUnavailableError)
     assert "sup3r-secret" not in str(info.value)
     assert "127.0.0.1:9" in str(info.value)
+
+
+@pytest.mark.integration
+def test_a_connection_lost_mid_work_is_a_typed_error_and_loses_nothing_committed(
+    pg_url: str,
+) -> None:
+    """PostgreSQL restarting under a running task: the task's error names the database, not
+    the SQL it was running and its parameters; the rows committed before stay, and the next
+    session reconnects by itself."""
+    engine = db.connect(pg_url)
+    db.upgrade(engine)
+    with db.session_scope(engine) as session:
+        session.add(Paper(source="s2", external_id="kept", title="committed before"))
+    admin = db.connect(pg_url)
+    with pytest.raises(DatabaseUnavailableError) as info, db.session_scope(engine) as session:
+        session.add(Paper(source="s2", external_id="lost", title="not committed"))
+        session.flush()
+        backend = session.execute(text("SELECT pg_backend_pid()")).scalar()
+        with admin.connect() as conn:  # what a restart does to every open connection
+            conn.execute(text(f"SELECT pg_terminate_backend({backend})"))
+        session.execute(select(Paper)).all()
+    message = str(info.value)
+    assert "is unavailable (terminating connection" in message
+    assert "***@" in message and make_url(pg_url).password not in message
+    assert "SELECT" not in message and "papers" not in message
+    with db.session_scope(engine) as session:
+        assert session.scalars(select(Paper.external_id)).all() == ["kept"]
