@@ -68,9 +68,14 @@ def _unavailable(context: ExceptionContext) -> BaseException | None:
         return None
     reason = str(context.original_exception).strip().splitlines()[0]
     where = "" if context.engine is None else f" {mask_url(str(context.engine.url))}"
+    if context.connection is None:
+        return DatabaseUnavailableError(
+            f"cannot connect to the database{where} ({reason}): is it running, and is "
+            "LDRT_DB_URL right?"
+        )
     return DatabaseUnavailableError(
-        f"the database{where} is unavailable ({reason}); what was committed is kept: run "
-        "again once it is back"
+        f"lost the connection to the database{where} ({reason}); what was committed is kept: "
+        "run again once it is back"
     )
 
 

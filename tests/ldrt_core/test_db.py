@@ -141,6 +141,7 @@ def test_unreachable_database_is_a_typed_error_without_the_password() -> None:
     with pytest.raises(DatabaseError) as info:
         db.current_revision(engine)
     assert isinstance(info.value, DatabaseUnavailableError)
+    assert "cannot connect to the database" in str(info.value)
     assert "sup3r-secret" not in str(info.value)
     assert "127.0.0.1:9" in str(info.value)
 
@@ -165,7 +166,8 @@ def test_a_connection_lost_mid_work_is_a_typed_error_and_loses_nothing_committed
             conn.execute(text(f"SELECT pg_terminate_backend({backend})"))
         session.execute(select(Paper)).all()
     message = str(info.value)
-    assert "is unavailable (terminating connection" in message
+    assert "lost the connection to the database" in message
+    assert "(terminating connection due to administrator command)" in message
     assert "***@" in message and make_url(pg_url).password not in message
     assert "SELECT" not in message and "papers" not in message
     with db.session_scope(engine) as session:
