@@ -66,7 +66,7 @@ def _unavailable(context: ExceptionContext) -> BaseException | None:
     )
     if context.is_pre_ping or not lost:
         return None
-    reason = str(context.original_exception).strip().splitlines()[0]
+    reason = _reason(context.original_exception)
     where = "" if context.engine is None else f" {mask_url(str(context.engine.url))}"
     if context.connection is None:
         return DatabaseUnavailableError(
@@ -134,7 +134,14 @@ def _db_errors(engine: Engine, action: str) -> Iterator[None]:
     try:
         yield
     except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        reason = _reason(getattr(exc, "orig", None) or exc)
         raise DatabaseError(
             f"cannot {action} the database {mask_url(str(engine.url))}: {reason}"
         ) from None
+
+
+def _reason(error: BaseException) -> str:
+    """The first line of the driver's message (the SQL and parameters SQLAlchemy appends are
+    left out), or the error's type when it has no message."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from ldrt_core import db
 from ldrt_core.db.models import Base, Document, Figure, Paper, RefreshCursor
@@ -172,3 +173,12 @@ def test_a_connection_lost_mid_work_is_a_typed_error_and_loses_nothing_committed
     assert "SELECT" not in message and "papers" not in message
     with db.session_scope(engine) as session:
         assert session.scalars(select(Paper.external_id)).all() == ["kept"]
+
+
+def test_a_driver_error_without_a_message_is_named_by_its_type() -> None:
+    """The message takes the driver's first line; an empty one must not hide the error."""
+    engine = db.connect("sqlite://")
+    unnamed = OperationalError("SELECT 1", {}, sqlite3.OperationalError())
+    expected = r"cannot reach the database .*: OperationalError$"
+    with pytest.raises(DatabaseError, match=expected), db._db_errors(engine, "reach"):
+        raise unnamed
