@@ -22,13 +22,13 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
-from prefect.runtime import flow_run
 
 from flows.runners import task_runner
 from flows.stages import (
     curate_flow,
     evaluate_flow,
     extract_flow,
+    is_retry,
     qa_flow,
     refresh_flow,
     stage_table,
@@ -59,7 +59,7 @@ def pipeline(
 
     A parameter left empty takes the stage's default or its LDRT_* setting; see each stage's
     flow for what it means."""
-    retry = flow_run.get_run_count() > 1
+    retry = is_retry()
     done: dict[str, Any] = {}
     with stage_table("pipeline", "pipeline: each stage's outcome and counts") as stages:
         done["refresh"] = stages.run(

@@ -22,13 +22,13 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
-from prefect.runtime import flow_run
 from sqlalchemy import select
 
 from flows.stages import (
     curate_flow,
     evaluate_flow,
     extract_flow,
+    is_retry,
     qa_flow,
     refresh_flow,
     stage_table,
@@ -148,7 +148,7 @@ def prepare(
     rest, and the run then ends Failed naming them."""
     settings = load_settings()
     migrated_lineage(settings)
-    retry = flow_run.get_run_count() > 1
+    retry = is_retry()
     with stage_table(
         "prepare", "prepare: each stage's outcome and counts, the event sent"
     ) as stages:

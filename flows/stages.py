@@ -240,7 +240,7 @@ def _brief(output: Any) -> str:
     return str(output)
 
 
-def _is_retry() -> bool:
+def is_retry() -> bool:
     """True when this flow run is being retried: then failed items are tried again."""
     return flow_run.get_run_count() > 1
 
@@ -269,7 +269,7 @@ def refresh_flow(
         query or settings.refresh_query,
         since=since,
         max_papers=max_papers,
-        retry_failed=retry_failed or _is_retry(),
+        retry_failed=retry_failed or is_retry(),
     )
     results = run_items(
         found.to_download,
@@ -303,7 +303,7 @@ def extract_flow(retry_failed: bool = False) -> dict[str, Any]:
     retry_failed: try again the documents that failed before (on when the run is retried)."""
     settings = load_settings()
     engine = migrated_lineage(settings)
-    retry = retry_failed or _is_retry()
+    retry = retry_failed or is_retry()
     todo = pending_documents(engine, retry_failed=retry)
     # A failed document is only redone when forced; new and outdated ones never need it.
     failed_before = set(todo) - set(pending_documents(engine)) if retry else set()
