@@ -5,11 +5,12 @@
 
 Generates N sample papers into a temp folder (in a child process, so that its memory does not
 count), then runs `extract_pdf` on each, one paper at a time in this process pinned to one core,
-and on the real corpus in /work/shared/corpus when present. Prints pages/s per core (pages / CPU
-seconds of extraction) and per wall second, figures/s, this process's peak RSS, and per corpus
-precision, recall, F1, caption exactness and similarity, and false figures on figure-less papers,
-each beside its target. Real papers get one line each; --show-failures prints what failed to
-match and the two caption texts of inexact captions.
+and on the real corpus when present (the folder LDRT_TEST_CORPUS names, else `shared/corpus`
+beside the checkout). Prints pages/s per core (pages / CPU seconds of extraction) and per wall
+second, figures/s, this process's peak RSS, and per corpus precision, recall, F1, caption
+exactness and similarity, and false figures on figure-less papers, each beside its target. Real
+papers get one line each; --show-failures prints what failed to match and the two caption texts
+of inexact captions.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.support.extract_truth import (  # noqa: E402
+    NO_CORPUS,
     PaperScore,
     PaperTruth,
     aggregate,
@@ -202,7 +204,7 @@ def main() -> None:
     nothing = ExtractedDocument(pages=0, figures=[], tables=[], markdown="")
     real = load_real_truth() if args.real else []
     if args.real and not real:
-        print("real corpus not found: skipped")
+        print(f"{NO_CORPUS}: skipped")
 
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="ldrt-bench-extract-") as tmp:

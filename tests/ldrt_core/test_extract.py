@@ -14,7 +14,7 @@ from ldrt_core.extract import ExtractedDocument, ExtractOptions, extract_pdf
 from ldrt_core.extract.engine import RENDER_PADDING
 from ldrt_core.extract.labels import caption_body, normalize_caption
 from ldrt_core.samples import write_sample_corpus
-from tests.support.extract_truth import load_real_truth
+from tests.support.extract_truth import NO_CORPUS, load_real_truth
 
 pytestmark = pytest.mark.unit
 
@@ -123,7 +123,7 @@ def test_markdown_reads_in_order_with_headings(
 def real() -> list[tuple[Any, ExtractedDocument]]:
     truths = load_real_truth()
     if not truths:
-        pytest.skip("../shared/corpus is absent: no real papers to test against")
+        pytest.skip(NO_CORPUS)
     return [
         (t, extract_pdf(Path(t.pdf_path).read_bytes(), ExtractOptions(render=False)))
         for t in truths

@@ -20,8 +20,7 @@ from ldrt_core.extract.labels import (
     split_sentences,
 )
 from ldrt_core.samples import write_sample_corpus
-
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
+from tests.support.extract_truth import CORPUS_DIR, NO_CORPUS
 
 
 def fig(label: str, number: str, rest: str = "", delimited: bool = True) -> CaptionStart:
@@ -244,10 +243,10 @@ def test_caption_body(text: str, expected: str) -> None:
 
 @pytest.mark.unit
 def test_caption_body_of_publisher_captions() -> None:
-    if not CORPUS.is_dir():
-        pytest.skip("../shared/corpus absent")
+    if not (CORPUS_DIR / "truth").is_dir():
+        pytest.skip(NO_CORPUS)
     checked = 0
-    for path in sorted((CORPUS / "truth").glob("*.captions.json")):
+    for path in sorted((CORPUS_DIR / "truth").glob("*.captions.json")):
         for figure in json.loads(path.read_text(encoding="utf-8"))["figures"]:
             label = figure["label"].rstrip(".")  # some labels carry their own period
             caption = figure["caption"]

@@ -1,9 +1,10 @@
 """Ground truth for figure/caption extraction, and scoring an `ExtractedDocument` against it.
 
 Generated corpus (`load_sample_truth`): `write_sample_corpus`'s `<id>.json`, with figure boxes,
-captions and mentions. Real corpus (`load_real_truth`, [] when /work/shared/corpus is absent):
-publisher JATS captions, GROBID's hand-labelled figure TEI (caption text, no boxes) and one
-deepfigures output (machine-made boxes). `score_paper` matches predictions to truth by label, and
+captions and mentions. Real corpus (`load_real_truth`, [] without it) in `CORPUS_DIR`: the
+folder LDRT_TEST_CORPUS names, else `shared/corpus` beside the checkout. Its truth: publisher
+JATS captions, GROBID's hand-labelled figure TEI (caption text, no boxes) and one deepfigures
+output (machine-made boxes). `score_paper` matches predictions to truth by label, and
 with boxes also by page and IoU >= 0.5; captions are compared after `normalize`: whole for
 generated papers, label-stripped (`caption_body`) for real ones, whose truth omits the label.
 """
@@ -11,6 +12,7 @@ generated papers, label-stripped (`caption_body`) for real ones, whose truth omi
 from __future__ import annotations
 
 import json
+import os
 import re
 import unicodedata
 import xml.etree.ElementTree as ET
@@ -23,7 +25,11 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:  # only types: the scorer reads attributes, and never needs the package to import
     from ldrt_core.extract.records import BBox, ExtractedDocument, ExtractedFigure
 
-CORPUS_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+CORPUS_DIR = Path(
+    os.environ.get("LDRT_TEST_CORPUS")
+    or Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+).resolve()
+NO_CORPUS = f"no real corpus at {CORPUS_DIR}: set LDRT_TEST_CORPUS to the folder that holds one"
 IOU_MIN = 0.5
 
 Source = Literal["sample", "jats", "tei", "deepfigures"]

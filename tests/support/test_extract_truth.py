@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.support.extract_truth import (
-    CORPUS_DIR,
+    NO_CORPUS,
     PaperTruth,
     TruthFigure,
     aggregate,
@@ -201,7 +201,7 @@ def test_label_key() -> None:
 def test_real_truth_loader() -> None:
     papers = load_real_truth()
     if not papers:
-        pytest.skip(f"real corpus not present at {CORPUS_DIR}")
+        pytest.skip(NO_CORPUS)
     by_source = {p.source for p in papers}
     assert by_source == {"jats", "tei", "deepfigures"}
     assert all(p.pdf_path.exists() for p in papers)
