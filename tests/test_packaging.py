@@ -17,6 +17,7 @@ import sys
 import tomllib
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,14 +42,16 @@ def copied(dockerfile: Path) -> set[str]:
     return sources
 
 
+def python(*args: str, **options: Any) -> str:
+    """`python ARGS` with this interpreter: its output, once it has exited 0."""
+    done = subprocess.run([sys.executable, *args], capture_output=True, text=True, **options)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def pip(*args: str) -> None:
     """pip, offline, without dependencies (the test environment has them)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "pip", *args, "--no-deps", "--no-index", "--quiet"],
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr
+    python("-m", "pip", *args, "--no-deps", "--no-index", "--quiet")
 
 
 def source_files() -> set[str]:
@@ -108,18 +111,13 @@ def test_the_installed_wheel_migrates_and_finds_its_data_away_from_the_checkout(
         "print(json.dumps([ldrt_core.__file__, flows.pipeline.__file__,"
         " json.load(open(deepspeed_config_path('zero3')))['zero_optimization']['stage']]))"
     )
-    imported = subprocess.run(
-        [sys.executable, "-c", probe], cwd=run, env=env, capture_output=True, text=True
-    )
-    assert imported.returncode == 0, imported.stderr
-    core, pipeline, zero_stage = json.loads(imported.stdout.strip().splitlines()[-1])
+    imported = python("-c", probe, cwd=run, env=env)
+    core, pipeline, zero_stage = json.loads(imported.strip().splitlines()[-1])
     assert Path(core).is_relative_to(target) and Path(pipeline).is_relative_to(target)
     assert zero_stage == 3
-    ldrt = [sys.executable, "-m", "flows.cli"]
-    for command in (["db", "upgrade"], ["db", "current"]):
-        done = subprocess.run(ldrt + command, cwd=run, env=env, capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr
+    python("-m", "flows.cli", "db", "upgrade", cwd=run, env=env)
+    current = python("-m", "flows.cli", "db", "current", cwd=run, env=env)
     # The checkout's newest migration is the wheel's head, and the database is at it.
     versions = (REPO / "ldrt_core/db/migrations/versions").glob("*.py")
     newest = max(re.findall(r'^revision = "(\w+)"', "".join(p.read_text() for p in versions), re.M))
-    assert re.search(rf"current: {newest}\s+head: {newest}\b", done.stdout), done.stdout
+    assert re.search(rf"current: {newest}\s+head: {newest}\b", current), current
