@@ -55,7 +55,11 @@ class DownloadPolicy:
 
 def check_url(url: str, allowed_hosts: frozenset[str]) -> None:
     """Raise RefusedURLError unless `url` is http(s) to a public address (or an allowed host)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # parsed lazily: "Port out of range", "Port could not be cast"
+    except ValueError as exc:
+        raise RefusedURLError(f"refused malformed URL {url!r}: {exc}") from None
     if parts.scheme not in ("http", "https"):
         raise RefusedURLError(f"refused {parts.scheme or 'scheme-less'} URL: only http and https")
     host = (parts.hostname or "").lower()
@@ -64,9 +68,11 @@ def check_url(url: str, allowed_hosts: frozenset[str]) -> None:
     if host in allowed_hosts:
         return
     try:
-        infos = socket.getaddrinfo(host, parts.port or 443, proto=socket.IPPROTO_TCP)
+        infos = socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)
     except socket.gaierror as exc:
         raise TransientDownloadError(f"cannot resolve {host}: {exc.strerror}") from None
+    except UnicodeError as exc:  # not a host name: a label over 63 characters, say
+        raise RefusedURLError(f"refused malformed host {host!r}: {exc}") from None
     for info in infos:
         address = ipaddress.ip_address(info[4][0])
         if not address.is_global or address.is_multicast:
@@ -99,6 +105,8 @@ class Downloader:
             try:
                 request = self._client.build_request("GET", url)
                 response = self._client.send(request, stream=True)
+            except httpx.InvalidURL as exc:
+                raise RefusedURLError(f"refused malformed URL {url!r}: {exc}") from None
             except httpx.HTTPError as exc:
                 raise TransientDownloadError(f"cannot fetch {url}: {_reason(exc)}") from None
             try:

@@ -232,7 +232,7 @@ def download_paper(
                 continue
             _record_failure(engine, paper_id, str(exc), attempt, flow_run_id)
             return DownloadOutcome(paper_id, record.external_id, "failed", error=str(exc))
-        except LdrtError as exc:
+        except Exception as exc:  # ours (store, database) or a bug: the paper is not at fault
             with contextlib.suppress(Exception):  # the database may be what is down
                 _record_failure(
                     engine,
@@ -338,7 +338,7 @@ def refresh(
             for done, future in enumerate(as_completed(futures), 1):
                 try:
                     outcomes.append(future.result())
-                except LdrtError as exc:  # recorded on the paper by download_paper
+                except Exception as exc:  # recorded on the paper by download_paper
                     errors.append(exc)
                 if progress:
                     progress(done, len(futures))

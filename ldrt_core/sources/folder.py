@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 from pydantic import ValidationError
 
 from ldrt_core.download import pdf_stream_from_file
-from ldrt_core.errors import RefusedURLError, SourceError
+from ldrt_core.errors import DownloadError, RefusedURLError, SourceError
 from ldrt_core.papers import PaperRecord
 from ldrt_core.sources.base import PaperSource
 
@@ -51,7 +51,7 @@ class FolderSource(PaperSource):
         """Every PDF in the folder (the query does not apply to a folder; `since` does)."""
         metadata = self._metadata()
         records = []
-        for pdf in sorted(self.folder.glob("*.pdf")):
+        for pdf in sorted(p for p in self.folder.glob("*.pdf") if p.is_file()):
             meta = metadata.get(pdf.name, {})
             try:
                 record = PaperRecord(
@@ -79,7 +79,11 @@ class FolderSource(PaperSource):
         path = (self.folder / str(paper.pdf_url)).resolve()
         if path.parent != self.folder:
             raise RefusedURLError(f"{paper.pdf_url!r} is not a file in {self.folder}")
-        with path.open("rb") as raw:
+        try:
+            raw = path.open("rb")
+        except OSError as exc:  # gone since the search, a folder, unreadable
+            raise DownloadError(f"cannot read {path}: {exc.strerror or exc}") from None
+        with raw:
             yield pdf_stream_from_file(raw, str(path), self.max_bytes)
 
     def close(self) -> None:

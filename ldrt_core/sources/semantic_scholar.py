@@ -23,6 +23,7 @@ import httpx
 from pydantic import ValidationError
 from semanticscholar import SemanticScholar
 from semanticscholar.ApiRequester import ApiRequester
+from semanticscholar.Paper import Paper
 from semanticscholar.SemanticScholarException import NoMorePagesException
 
 from ldrt_core.config import Settings
@@ -73,6 +74,7 @@ class _Requester(ApiRequester):  # type: ignore[misc]
         self._has_key = settings.s2_api_key is not None
         self.requests = 0
         self.retries = 0
+        self.dropped = 0  # items the client cannot read
 
     async def get_data_async(
         self, url: str, parameters: str, headers: dict[str, str], payload: Any = None
@@ -132,7 +134,19 @@ class _Requester(ApiRequester):  # type: ignore[misc]
             return "malformed JSON", None
         if not isinstance(data, dict) or not isinstance(data.get("data"), list):
             return "a response without a 'data' list", None
+        data["data"] = [item for item in data["data"] if self._readable(item)]
         return None, data
+
+    def _readable(self, item: Any) -> bool:
+        """Whether the client can build its `Paper` from `item`: it builds one for every item of
+        a page before we see any, and a single bad one (a null, a date like "2024-01") would
+        end the search with a bare ValueError or TypeError. Bad items are dropped and counted."""
+        try:
+            Paper(item)
+        except (AttributeError, KeyError, TypeError, ValueError):
+            self.dropped += 1
+            return False
+        return True
 
 
 def _retry_after(response: httpx.Response) -> float:
@@ -180,7 +194,7 @@ class SemanticScholarSource(PaperSource):
         # The client has no public hook for its HTTP layer; PaginatedResults takes this one.
         self._client._AsyncSemanticScholar._requester = self.requester
         self._downloader = Downloader(DownloadPolicy.from_settings(settings))
-        self.skipped = 0  # items without an id or title
+        self._skipped = 0  # items without an id or title
 
     def search(self, query: str, since: dt.date | None) -> Iterator[PaperRecord]:
         results = self._client.search_paper(
@@ -199,7 +213,7 @@ class SemanticScholarSource(PaperSource):
             for item in items:
                 record = paper_from_s2(item.raw_data)
                 if record is None:
-                    self.skipped += 1
+                    self._skipped += 1
                 else:
                     yield record
             empty_pages = 0 if items else empty_pages + 1
@@ -212,6 +226,11 @@ class SemanticScholarSource(PaperSource):
                 results.next_page()
             except NoMorePagesException:
                 return
+
+    @property
+    def skipped(self) -> int:
+        """Items of the search left out: unreadable, or without an id or a title."""
+        return self.requester.dropped + self._skipped
 
     def open_pdf(self, paper: PaperRecord) -> AbstractContextManager[BinaryIO]:
         if not paper.pdf_url:

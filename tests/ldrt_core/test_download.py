@@ -112,6 +112,25 @@ def test_private_and_loopback_addresses_are_refused(url: str) -> None:
         check_url(url, frozenset())
 
 
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("https://example.org:99999/a.pdf", "Port out of range"),
+        ("https://example.org:8o/a.pdf", "Port could not be cast"),
+        ("https://[::1/a.pdf", "Invalid IPv6 URL"),
+        ("https://" + "a" * 70 + ".org/a.pdf", "label empty or too long"),
+    ],
+)
+def test_malformed_urls_are_refused_not_crashed_on(url: str, reason: str) -> None:
+    with pytest.raises(RefusedURLError, match=reason):
+        check_url(url, frozenset())
+
+
+def test_an_unsendable_url_is_refused(server: str) -> None:
+    with pytest.raises(RefusedURLError, match="non-printable"):
+        fetch(f"{server}/p\x00df")
+
+
 def test_an_allowed_host_may_be_loopback(server: str) -> None:
     assert fetch(f"{server}/pdf") == PDF
     with pytest.raises(RefusedURLError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import time
 from dataclasses import dataclass
@@ -301,6 +302,82 @@ def test_folder_source_refresh_twice(tmp_path: Path) -> None:
     assert "no %PDF- header" in str(first.failures[0]["error"])
     second = env.run(source=f"folder:{folder}")
     assert (second.new, second.downloaded, second.failed) == (0, 0, 0)
+
+
+def test_unreadable_items_and_malformed_links_do_not_stop_a_refresh(tmp_path: Path) -> None:
+    papers = make_papers(4)
+    papers[1].pdf_url = "https://example.org:99999/paper.pdf"  # a port out of range
+    odd = [
+        None,
+        {"paperId": "B", "title": "a month, not a date", "publicationDate": "2024-01"},
+        {"paperId": "C", "title": "a null author", "authors": [None]},
+    ]
+    with S2Replay(papers, faults=Faults(odd_items=odd)) as s2:
+        env = make_env(tmp_path, s2)
+        source = open_source(env.settings, "s2")
+        try:
+            summary = refresh(env.engine, env.store, source, "q", retries=0)
+            assert source.skipped == 3  # type: ignore[attr-defined]
+        finally:
+            source.close()
+    assert (summary.found, summary.downloaded, summary.failed) == (4, 3, 1)
+    failed = env.papers()[papers[1].paper_id]
+    assert failed.download_status == "failed"
+    assert "malformed URL" in (failed.download_error or "")
+    assert "Port out of range" in (failed.download_error or "")
+
+
+def test_folder_source_skips_folders_and_records_a_vanished_pdf(tmp_path: Path) -> None:
+    folder = tmp_path / "pdfs"
+    folder.mkdir()
+    (folder / "old.pdf").mkdir()  # a folder with a PDF's name is no paper
+    for i in range(3):
+        (folder / f"p{i}.pdf").write_bytes(minimal_pdf(f"paper {i}"))
+    settings = load_settings({"LDRT_HOME": str(tmp_path / "home")})
+    engine = db.connect(settings)
+    db.upgrade(engine)
+    env = Env(settings, engine, open_store(settings))
+    source = open_source(settings, f"folder:{folder}")
+    found = list(source.search("q", None))
+    assert sorted(r.external_id for r in found) == ["folder:p0", "folder:p1", "folder:p2"]
+    (folder / "p1.pdf").unlink()  # gone between the search and the download
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(source, "search", lambda *_: iter(found))
+        summary = refresh(engine, env.store, source, "q", retries=0)
+    assert (summary.found, summary.downloaded, summary.failed) == (3, 2, 1)
+    gone = env.papers()["folder:p1"]
+    assert gone.download_status == "failed" and "cannot read" in (gone.download_error or "")
+    assert "No such file" in (gone.download_error or "")
+    env.assert_consistent()
+
+
+def test_an_unexpected_error_is_recorded_and_the_other_downloads_finish(tmp_path: Path) -> None:
+    folder = tmp_path / "pdfs"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"p{i}.pdf").write_bytes(minimal_pdf(f"paper {i}"))
+    settings = load_settings({"LDRT_HOME": str(tmp_path / "home")})
+    engine = db.connect(settings)
+    db.upgrade(engine)
+    store = open_store(settings)
+    put = store.put_content_info
+
+    def flaky(stream: Any, **kwargs: Any) -> Any:
+        data = stream.read()
+        if data == minimal_pdf("paper 1"):
+            raise RuntimeError("a bug of ours")
+        return put(io.BytesIO(data), **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(store, "put_content_info", flaky)
+        first = Env(settings, engine, store).run(source=f"folder:{folder}")
+    assert (first.downloaded, first.failed) == (2, 1)
+    assert "a bug of ours" in str(first.failures[0]["error"])
+    paper = Env(settings, engine, store).papers()["folder:p1"]
+    assert paper.download_status == "pending"  # not the paper's fault: the next run tries again
+    assert paper.download_error == "RuntimeError: a bug of ours"
+    again = Env(settings, engine, store).run(source=f"folder:{folder}")
+    assert (again.downloaded, again.failed) == (1, 0)
 
 
 def test_malformed_items_are_skipped() -> None:

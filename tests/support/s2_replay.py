@@ -36,6 +36,7 @@ class ReplayPaper:
     venue: str = "Radiation Research"
     authors: list[str] = field(default_factory=lambda: ["A. Author", "B. Author"])
     pdf_name: str | None = None  # served at /pdf/<name>; papers may share a name (same bytes)
+    pdf_url: str | None = None  # listed as its openAccessPdf url instead of the replay's own
 
     def as_s2(self, base_url: str, fields: list[str]) -> dict[str, Any]:
         full = {
@@ -48,9 +49,10 @@ class ReplayPaper:
             "venue": self.venue,
             "authors": [{"authorId": str(i), "name": n} for i, n in enumerate(self.authors)],
             "openAccessPdf": {
-                "url": f"{base_url}/pdf/{self.pdf_name or self.paper_id + '.pdf'}"
-                if self.pdf
-                else "",
+                "url": self.pdf_url
+                or (
+                    f"{base_url}/pdf/{self.pdf_name or self.paper_id + '.pdf'}" if self.pdf else ""
+                ),
                 "status": "GREEN" if self.pdf else None,
             },
         }
@@ -70,6 +72,7 @@ class Faults:
     truncated_once: set[str] = field(default_factory=set)  # cut short the first time only
     pdf_500_once: set[str] = field(default_factory=set)
     slow_pdfs: dict[str, float] = field(default_factory=dict)  # seconds before the body
+    odd_items: list[Any] = field(default_factory=list)  # raw items at the end of the first page
 
 
 class S2Replay:
@@ -152,7 +155,7 @@ class S2Replay:
         page = matching[offset : offset + self.page_size]
         body: dict[str, Any] = {
             "total": len(matching),
-            "data": [p.as_s2(self.url, fields) for p in page],
+            "data": [p.as_s2(self.url, fields) for p in page] + (f.odd_items if not offset else []),
         }
         following = offset + self.page_size
         if following < len(matching) or f.endless_token:
