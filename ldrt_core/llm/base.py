@@ -150,8 +150,11 @@ def validate_json(text: str, schema: Mapping[str, Any] | Validator) -> Any:
     `InvalidOutputError` with a short reason; `LLMConfigError` if the schema itself is invalid.
     """
     validator = compile_schema(schema) if isinstance(schema, Mapping) else schema
-    value = _extract_json(text, _wanted_kind(validator.schema))
-    error = best_match(validator.iter_errors(value))
+    try:
+        value = _extract_json(text, _wanted_kind(validator.schema))
+        error = best_match(validator.iter_errors(value))
+    except RecursionError:  # a runaway answer, "[[[[..." thousands deep
+        raise InvalidOutputError("the answer nests too deeply to be the JSON asked for") from None
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(root)"
         raise InvalidOutputError(f"schema violation at {where}: {_short(error.message)}")

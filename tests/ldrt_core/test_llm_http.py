@@ -371,6 +371,7 @@ def test_the_models_endpoint_is_served() -> None:
         ('{"label": "plot"} and also {"label": "diagram"}', "2 JSON values"),
         ('{"label": "plot", "extra": 1}', "schema violation"),
         ('["plot"]', "schema violation"),
+        ('{"label": ' + "[" * 5000, "nests too deeply"),  # a runaway answer
     ],
 )
 def test_validate_json_gives_short_reasons(text: str, reason: str) -> None:
