@@ -121,10 +121,14 @@ def build_dataset(
     split = split_pairs(
         filtered.kept, config.eval_share, config.near_duplicate_distance, config.split_salt
     )
+    files = _data_files(split.train, split.eval)
     manifest = _manifest(config, len(candidates), filtered, split.train, split.eval, split.leaked)
+    # The version names every byte written under it: a paper's corrected title or a new mention
+    # of a figure is a new version, never a conflict with the files of the old one.
+    manifest["files"] = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
     manifest_bytes = _canonical(manifest)
     version = hashlib.sha256(manifest_bytes).hexdigest()
-    keys = _write_files(store, version, manifest_bytes, split.train, split.eval)
+    keys = _write_files(store, version, {"manifest.json": manifest_bytes, **files})
     stats = manifest["stats"]
     created = _record(engine, version, config, keys, stats, split.train, split.eval, flow_run_id)
     return BuiltDataset(version, created, stats, keys)
@@ -204,18 +208,14 @@ def _records(
     ]
 
 
-def _write_files(
-    store: ArtifactStore,
-    version: str,
-    manifest: bytes,
-    train: Sequence[PairCandidate],
-    evaluation: Sequence[PairCandidate],
-) -> dict[str, str]:
+def _data_files(
+    train: Sequence[PairCandidate], evaluation: Sequence[PairCandidate]
+) -> dict[str, bytes]:
+    """The version's data files by name: LLaVA's JSON and our JSON lines, for each split."""
     image_keys = {
         p.image_sha256: content_key(p.image_sha256, "figures") for p in [*train, *evaluation]
     }
-    base = f"datasets/{version}"
-    files: dict[str, bytes] = {"manifest.json": manifest}
+    files: dict[str, bytes] = {}
     for split, pairs in (("train", train), ("eval", evaluation)):
         records = _records(pairs, split, image_keys)
         llava = [{k: r[k] for k in ("id", "image", "conversations")} for r in records]
@@ -223,6 +223,11 @@ def _write_files(
         files[f"{split}.jsonl"] = "".join(
             json.dumps(r, ensure_ascii=False) + "\n" for r in records
         ).encode()
+    return files
+
+
+def _write_files(store: ArtifactStore, version: str, files: Mapping[str, bytes]) -> dict[str, str]:
+    base = f"datasets/{version}"
     keys = {}
     for name, data in files.items():
         content_type = "application/json" if name.endswith(".json") else "application/x-ndjson"

@@ -16,7 +16,7 @@ from ldrt_core.config import load_settings
 from ldrt_core.curate.dataset import CurationConfig, build_dataset, find_version
 from ldrt_core.curate.records import PairCandidate
 from ldrt_core.curate.split import split_of, split_pairs
-from ldrt_core.db.models import DatasetMember, DatasetVersion, Pair
+from ldrt_core.db.models import DatasetMember, DatasetVersion, Pair, Paper
 from ldrt_core.errors import ConfigError, LdrtError
 from ldrt_core.store import ArtifactStore, open_store
 from tests.support.corpus import extracted_world
@@ -135,6 +135,28 @@ def test_a_changed_filter_parameter_gives_a_new_version(
         ),
     )
     assert build_dataset(engine, store, stricter).id != build_dataset(engine, store, base).id
+
+
+def test_a_corrected_title_gives_a_new_version_not_a_conflict(tmp_path: Path) -> None:
+    engine, store = extracted_world(tmp_path / "home", tmp_path / "papers", papers=3, seed=5)
+    first = build_dataset(engine, store)
+    with db.session_scope(engine) as session:  # as a refresh does when the source's title changes
+        paper = session.scalars(select(Paper)).first()
+        assert paper is not None
+        paper.title += " (corrected)"
+    second = build_dataset(engine, store)
+    assert second.created and second.id != first.id
+    for built in (first, second):  # each version's files are its own, untouched
+        text = b"".join(store.get(built.keys[f"{split}.jsonl"]) for split in ("train", "eval"))
+        titles = {json.loads(line)["paper_title"] for line in text.decode().splitlines()}
+        assert any(t.endswith("(corrected)") for t in titles) == (built is second)
+    manifest = json.loads(store.get(second.keys["manifest.json"]))
+    assert set(manifest["files"]) == {
+        "train.jsonl",
+        "eval.jsonl",
+        "llava_train.json",
+        "llava_eval.json",
+    }
 
 
 def test_the_files_load_and_members_are_recorded(extracted: tuple[Engine, ArtifactStore]) -> None:
