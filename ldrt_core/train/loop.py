@@ -249,7 +249,7 @@ def run_training(
     if not trainable:
         raise TrainingError("nothing to train: every parameter is frozen")
 
-    micro_batches = math.ceil(len(data.samples) / world / config.batch_size)
+    micro_batches = len(_epoch_batches(len(data.samples), config, 0, rank, world))
     steps_per_epoch = max(1, math.ceil(micro_batches / config.grad_accum))
     total_steps = steps_per_epoch * config.epochs
     if config.max_steps is not None:
@@ -582,9 +582,20 @@ def _epoch_batches(
     count: int, config: TrainConfig, epoch: int, rank: int, world: int
 ) -> list[list[int]]:
     """This rank's micro-batches for `epoch`: a permutation fixed by (seed, epoch), dealt out
-    round-robin to the ranks, cut into `batch_size` pieces."""
+    round-robin to the ranks, cut into `batch_size` pieces.
+
+    Under DeepSpeed the permutation wraps around (as `DistributedSampler` pads) to fill whole
+    optimizer steps on every rank: world x batch_size x grad_accum samples each. Ranks then run
+    the same number of micro-batches, so none of them waits in a ZeRO-3 gather the others never
+    reach, and no short last group leaves DeepSpeed's own accumulation count (which decides when
+    it steps) out of line with ours. Without DeepSpeed (one process) a short last batch and
+    group are kept as they are: the loop scales the loss by the group's size."""
     generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
     order = torch.randperm(count, generator=generator).tolist()
+    if config.deepspeed and order:
+        block = world * config.batch_size * config.grad_accum
+        needed = math.ceil(count / block) * block
+        order = (order * math.ceil(needed / count))[:needed]
     mine = order[rank::world]
     return [mine[i : i + config.batch_size] for i in range(0, len(mine), config.batch_size)]
 

@@ -7,6 +7,7 @@ Input: toy bar-chart figures with captions and conversations made in memory, and
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
@@ -247,6 +248,66 @@ def test_deepspeed_zero3_on_cpu_with_gloo(tiny_dir: Path, tmp_path: Path, name: 
         tuned = reloaded(**batch).logits
         plain = reference(**batch).logits
     assert not torch.allclose(tuned, plain, atol=1e-4)
+
+
+def test_deepspeed_accumulates_whole_groups_and_resumes_exactly(
+    tiny_dir: Path, tmp_path: Path
+) -> None:
+    """6 samples, batch 2, accumulation 2: the epoch's third batch starts a group it cannot fill.
+    The permutation wraps around to fill it, so DeepSpeed steps when the loop does: the schedule
+    runs to its end, and a run resumed mid-way ends where the uninterrupted one does."""
+    from ldrt_core.train.runs import deepspeed_config_path
+
+    data = prepared(tiny_dir, tmp_path, "instruct", count=6)
+    config = small(
+        "instruct",
+        batch_size=2,
+        grad_accum=2,
+        epochs=2,
+        learning_rate=5e-3,
+        projector_lr=1e-3,
+        checkpoint_every=2,
+        deepspeed=deepspeed_config_path("zero3"),
+    )
+    full, _, _, _, full_result = train(tiny_dir, tmp_path / "full", config, data)
+    rates = [p["lr"] for p in full_result.loss_curve]
+    assert full_result.steps == 4 and rates[-1] == pytest.approx(0.0, abs=1e-12)
+    assert all(a > b for a, b in itertools.pairwise(rates)), rates  # one step each
+
+    def crash(report: StepReport) -> None:
+        if report.step == 3:  # after the checkpoint at step 2, which closed the first epoch
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(tiny_dir, tmp_path / "cut", config, data, on_step=crash)
+    resumed, _, _, _, result = train(tiny_dir, tmp_path / "cut", config, data, resume=True)
+    assert result.resumed_from_step == 2 and result.steps == 4
+    for a, b in zip(result.loss_curve, full_result.loss_curve, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+    full_params = dict(full.named_parameters())
+    for name, param in resumed.named_parameters():
+        if "lora_" in name:
+            torch.testing.assert_close(param, full_params[name], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("count", "batch_size", "grad_accum", "world"),
+    [(5, 1, 1, 2), (9, 4, 1, 2), (10, 4, 2, 4), (6, 2, 2, 1), (3, 4, 2, 2), (8, 2, 2, 2)],
+)
+def test_under_deepspeed_every_rank_runs_the_same_whole_steps(
+    count: int, batch_size: int, grad_accum: int, world: int
+) -> None:
+    from ldrt_core.train.loop import _epoch_batches
+
+    config = small("instruct", batch_size=batch_size, grad_accum=grad_accum, deepspeed="zero3")
+    for epoch in (0, 1):
+        ranks = [_epoch_batches(count, config, epoch, rank, world) for rank in range(world)]
+        assert len({len(batches) for batches in ranks}) == 1  # no rank waits alone in a gather
+        assert len(ranks[0]) % grad_accum == 0  # whole accumulation groups only
+        assert all(len(b) == batch_size for batches in ranks for b in batches)
+        seen = [i for batches in ranks for b in batches for i in b]
+        assert set(seen) == set(range(count))  # every sample, some twice to fill the last step
+        assert len(seen) - count < world * batch_size * grad_accum
 
 
 @pytest.mark.parametrize("stage", ["align", "instruct"])
