@@ -201,7 +201,26 @@ def test_deploy_job_registers_against_the_server_with_the_s3_store(
     env = deploy["environment"]
     assert env["PREFECT_API_URL"] == "http://prefect-server:4200/api"
     assert env["LDRT_STORE_URL"].startswith("s3://")  # so the S3 result storage block is made
-    assert {"LDRT_REFRESH_CRON", "LDRT_RETRAIN_MIN_PAIRS"} <= set(env)
+    assert {"LDRT_REFRESH_CRON", "LDRT_REFRESH_SOURCE", "LDRT_RETRAIN_MIN_PAIRS"} <= set(env)
+
+
+def test_postgres_is_healthy_only_once_both_databases_answer_over_tcp(
+    compose: dict[str, Any],
+) -> None:
+    """The image's init server (fresh volume) listens on its socket only: a check over the
+    socket, or pg_isready (which ignores -d), passes before the databases exist."""
+    test = " ".join(compose["services"]["postgres"]["healthcheck"]["test"])
+    assert "pg_isready" not in test and "-h 127.0.0.1" in test and "select 1" in test
+    assert re.search(r"for db in ldrt prefect\b", test)
+
+
+def test_both_worker_images_run_as_the_same_user() -> None:
+    """They share the ldrt-home volume: another uid could not write what the first one made."""
+    uids = {
+        name: re.findall(r"useradd .*--uid (\d+) ldrt", (DOCKER / name).read_text())
+        for name in ("Dockerfile", "Dockerfile.gpu")
+    }
+    assert uids["Dockerfile"] == uids["Dockerfile.gpu"] == ["1000"], uids
 
 
 def test_prefect_and_ldrt_get_separate_databases(compose: dict[str, Any]) -> None:
