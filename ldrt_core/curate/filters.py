@@ -38,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from ldrt_core.curate.imagehash import phash, popcount
+from ldrt_core.curate.imagehash import MAX_PIXEL_DIFFERENCE, NearCopies, phash
 from ldrt_core.curate.records import Decision, PairCandidate
 from ldrt_core.extract.labels import caption_body
 
@@ -786,8 +786,11 @@ class EquationLike(PairFilter):
 @register
 @dataclass(frozen=True)
 class DuplicateImages(PairFilter):
-    """Drops images the batch already holds: the same bytes (sha256), or a phash within
-    `max_distance` bits of an earlier kept image. The first occurrence stays.
+    """Drops images the batch already holds: the same bytes (sha256), or a near copy of an
+    earlier kept image: a phash within `max_distance` bits, confirmed on the pixels (thumbnails
+    within `max_pixel_difference` grey levels; `imagehash.NearCopies`), since pHash alone puts
+    charts drawn on one template with different data within 2 to 4 bits. The first occurrence
+    stays.
 
     Compares each image with every kept one (numpy over 64-bit hashes): 10k images take seconds.
     Near duplicates are judged against kept images only, so in a chain A ~ B ~ C where A and C
@@ -796,15 +799,19 @@ class DuplicateImages(PairFilter):
 
     name: ClassVar[str] = "duplicate_images"
     max_distance: int = 4  # phash bits
+    max_pixel_difference: float = MAX_PIXEL_DIFFERENCE  # grey levels, 0-255
 
     def validate(self) -> None:
         if not 0 <= self.max_distance <= 64:
             raise self._invalid("max_distance", f"must be in [0, 64], got {self.max_distance}")
+        if not 0 <= self.max_pixel_difference <= 255:
+            raise self._invalid(
+                "max_pixel_difference", f"must be in [0, 255], got {self.max_pixel_difference}"
+            )
 
     def apply(self, pairs: Sequence[PairCandidate]) -> list[Decision]:
         by_sha: dict[str, str] = {}
-        hashes = np.zeros(len(pairs), dtype=np.uint64)
-        owners: list[str] = []
+        kept = NearCopies(self.max_distance, self.max_pixel_difference)
         decisions = []
         for pair in pairs:
             twin = by_sha.get(pair.image_sha256)
@@ -814,23 +821,19 @@ class DuplicateImages(PairFilter):
             try:
                 with _open(pair.image) as image:
                     value = phash(image)
+                near = kept.find(pair.image, value)
             except (OSError, ValueError) as error:
                 decisions.append(Decision.drop(f"unreadable image: {error}"))
                 continue
-            if owners:
-                distances = popcount(np.bitwise_xor(hashes[: len(owners)], np.uint64(value)))
-                nearest = int(np.argmin(distances))
-                if distances[nearest] <= self.max_distance:
-                    decisions.append(
-                        Decision.drop(
-                            f"duplicate image: near copy of {owners[nearest]} "
-                            f"(phash distance {int(distances[nearest])})"
-                        )
+            if near is not None:
+                decisions.append(
+                    Decision.drop(
+                        f"duplicate image: near copy of {near[0]} (phash distance {near[1]})"
                     )
-                    continue
+                )
+                continue
             by_sha[pair.image_sha256] = pair.pair_key
-            hashes[len(owners)] = value
-            owners.append(pair.pair_key)
+            kept.add(pair.pair_key, pair.image, value)
             decisions.append(Decision.keep())
         return decisions
 

@@ -13,10 +13,9 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 from PIL import Image
 
-from ldrt_core.curate.imagehash import phash, popcount
+from ldrt_core.curate.imagehash import NearCopies, phash
 from ldrt_core.curate.records import PairCandidate
 
 SPLIT_SALT = "ldrt-split-v1"  # changing it reshuffles every paper: a new split version
@@ -47,16 +46,16 @@ def split_pairs(
         ).append(pair)
     if not result.eval or not result.train:
         return result
-    train_hashes = np.array([_hash(pair) for pair in result.train], dtype=np.uint64)
+    train = NearCopies(max_distance)
+    for pair in result.train:
+        train.add(pair.pair_key, pair.image, _hash(pair))
     train_exact = {pair.image_sha256: pair.pair_key for pair in result.train}
     kept = []
     for pair in result.eval:
         twin = train_exact.get(pair.image_sha256)
         if twin is None:
-            distances = popcount(np.bitwise_xor(train_hashes, np.uint64(_hash(pair))))
-            nearest = int(np.argmin(distances))
-            if distances[nearest] <= max_distance:
-                twin = result.train[nearest].pair_key
+            near = train.find(pair.image, _hash(pair))
+            twin = near[0] if near else None
         if twin is None:
             kept.append(pair)
         else:

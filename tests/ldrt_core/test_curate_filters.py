@@ -33,6 +33,7 @@ from ldrt_core.curate.filters import (
 from ldrt_core.curate.imagehash import _dct_matrix, dhash, hamming, phash, popcount
 from ldrt_core.curate.records import Decision, PairCandidate
 from ldrt_core.extract.labels import caption_body
+from tests.support.extract_truth import CORPUS_DIR, NO_CORPUS
 
 pytestmark = pytest.mark.unit
 
@@ -519,9 +520,41 @@ def test_duplicate_images_keeps_the_first_occurrence_in_input_order() -> None:
     assert [d.kept for d in decide("duplicate_images", [second, first])] == [True, False]
 
 
-def test_duplicate_images_distance_is_a_parameter() -> None:
+def test_duplicate_images_distance_and_difference_are_parameters() -> None:
     pairs = [pair("a:1", image=microscopy(seed=1)), pair("b:1", image=microscopy(seed=2))]
-    assert [d.kept for d in decide("duplicate_images", pairs, max_distance=64)] == [True, False]
+    assert [d.kept for d in decide("duplicate_images", pairs, max_distance=64)] == [True, True]
+    loose = {"max_distance": 64, "max_pixel_difference": 255}
+    assert [d.kept for d in decide("duplicate_images", pairs, **loose)] == [True, False]
+
+
+def test_a_phash_match_is_confirmed_on_the_pixels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pHash can put two charts on one template within a few bits; forced here to one hash."""
+    monkeypatch.setattr("ldrt_core.curate.filters.phash", lambda image: 42)
+    figure = chart(seed=3)
+    pairs = [
+        pair("a:1", image=figure),
+        pair("a:2", image=chart(seed=4)),  # the same axes, other data
+        pair("b:1", image=jpeg_resized(figure)),  # a copy
+    ]
+    decisions = decide("duplicate_images", pairs)
+    assert [d.kept for d in decisions] == [True, True, False]
+    assert decisions[2].reason == "duplicate image: near copy of a:1 (phash distance 0)"
+
+
+def test_same_template_charts_of_a_real_paper_are_not_copies() -> None:
+    """A paper's 6-, 9- and 12-month results (Figures 2 to 4) are within 2 to 4 pHash bits."""
+    from ldrt_core.extract import extract_pdf
+
+    pdf = CORPUS_DIR / "pdfs" / "hindawi_PMC4745327.pdf"
+    if not pdf.is_file():
+        pytest.skip(NO_CORPUS)
+    figures = {f.label: f.image_png for f in extract_pdf(pdf.read_bytes()).figures}
+    results = [figures[f"Figure {n}"] for n in (2, 3, 4)]
+    assert all(results)
+    pairs = [pair(f"p:{n}", image=image) for n, image in enumerate(results, 2)]
+    copy = jpeg_resized(Image.open(io.BytesIO(results[0] or b"")), scale=0.7)
+    decisions = decide("duplicate_images", [*pairs, pair("q:2", image=copy)])
+    assert [d.kept for d in decisions] == [True, True, True, False]
 
 
 def test_popcount_without_numpy_bitwise_count(monkeypatch: pytest.MonkeyPatch) -> None:
