@@ -20,8 +20,10 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
+from prefect.cache_policies import NO_CACHE, CachePolicy
+from prefect.context import TaskRunContext
 from prefect.events import emit_event
+from prefect.runtime import flow_run
 from sqlalchemy import select
 
 from flows.stages import (
@@ -130,6 +132,32 @@ def count_new_pairs(settings: Settings, dataset: str) -> dict[str, int]:
         }
 
 
+def _once_per_run(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    payload = parameters["payload"]
+    return f"new-pairs:{flow_run.get_id()}:{payload['instruct']}:{payload['new_pairs']}"
+
+
+@task(
+    name="announce-new-pairs",
+    tags={"ldrt"},
+    # Keyed by the flow run on purpose: a retried `prepare` whose data came out the same shows
+    # this Cached and sends nothing, so it starts no second retrain of the same version; new
+    # data (the retry fixed an item) is announced, and each week's run announces its own.
+    cache_policy=CachePolicy.from_cache_key_fn(_once_per_run),
+    persist_result=True,
+)
+def announce_new_pairs(payload: dict[str, Any]) -> None:
+    emit_event(
+        event=NEW_PAIRS_EVENT,
+        resource={
+            "prefect.resource.id": f"ldrt.dataset.{payload['instruct']}",
+            "prefect.resource.name": f"instruct dataset {payload['instruct'][:12]}",
+            NEW_PAIRS_LABEL: count_label(payload["new_pairs"]),
+        },
+        payload=payload,
+    )
+
+
 # ----------------------------------------------------------------------------- flows
 
 
@@ -145,7 +173,8 @@ def prepare(
     not yet trained on (event `ldrt.dataset.new-pairs`); returns the event's payload.
 
     Items that fail in refresh, extract or qa do not stop it: the event is still sent for the
-    rest, and the run then ends Failed naming them."""
+    rest, and the run then ends Failed naming them. Retrying the run sends the event again only
+    when the data came out different (`announce_new_pairs`)."""
     settings = load_settings()
     migrated_lineage(settings)
     retry = is_retry()
@@ -165,17 +194,11 @@ def prepare(
             "dataset": dataset,
             "instruct": versions["instruct"],
         }
-        emit_event(
-            event=NEW_PAIRS_EVENT,
-            resource={
-                "prefect.resource.id": f"ldrt.dataset.{versions['instruct']}",
-                "prefect.resource.name": f"instruct dataset {versions['instruct'][:12]}",
-                NEW_PAIRS_LABEL: count_label(counts["new_pairs"]),
-            },
-            payload=payload,
-        )
+        sent = announce_new_pairs(payload, return_state=True)
+        if not sent.is_completed():
+            sent.result()  # raises what failed
         stages.counts(NEW_PAIRS_EVENT, {**payload, **counts})
-        stages.outcome(NEW_PAIRS_EVENT, "sent")
+        stages.outcome(NEW_PAIRS_EVENT, "sent before" if sent.name == "Cached" else "sent")
     stages.raise_failures("prepare", payload)
     return payload
 

@@ -49,7 +49,14 @@ from ldrt_core.config import load_settings
 from ldrt_core.db.models import DatasetMember, TrainingRun
 from ldrt_core.errors import ConfigError
 from ldrt_core.samples import write_sample_corpus
-from tests.flows.test_flows import artifacts, flow_run, flow_run_id, outcomes, table
+from tests.flows.test_flows import (
+    artifacts,
+    flow_run,
+    flow_run_id,
+    outcomes,
+    retry_flow_run,
+    table,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_api")]
 
@@ -272,3 +279,51 @@ def test_prepare_sends_the_pairs_not_yet_trained_on(
         )
     second = prepare(source=source, curation={"eval_share": 0.3}, qa_backend="template")
     assert second["dataset"] == first["dataset"] and second["new_pairs"] == 0
+
+
+def test_a_retried_prepare_announces_the_same_data_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A retry that changes nothing starts no second retrain; one that fixed an item does."""
+    monkeypatch.setenv("LDRT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LDRT_DOWNLOAD_RETRIES", "0")
+    papers = write_sample_corpus(tmp_path / "papers", papers=3, seed=4)
+    broken = papers[-1].pdf_path
+    good = broken.read_bytes()
+    broken.write_bytes(good[: len(good) // 2])  # cut short: its download fails
+    started = dt.datetime.now(dt.UTC)
+
+    def announced() -> list[str]:
+        EventsWorker.drain_all()
+        time.sleep(2)  # the server persists events in batches
+        with get_client(sync_client=True) as client:
+            page = client.read_events(
+                EventFilter(
+                    occurred=EventOccurredFilter(since=started),
+                    event=EventNameFilter(name=[NEW_PAIRS_EVENT]),
+                ),
+                limit=10,
+            )
+        return sorted(e.payload["instruct"] for e in page.events)
+
+    state = prepare(
+        source=f"folder:{tmp_path / 'papers'}",
+        curation={"eval_share": 0.3},
+        qa_backend="template",
+        return_state=True,
+    )
+    assert state.is_failed()
+    run_id = flow_run_id(state)
+    first = poll(announced, bool, seconds=30)
+    assert len(first) == 1
+
+    retry_flow_run(run_id, "flows/retraining.py:prepare", succeeds=False)  # still cut short
+    assert flow_run(run_id).state.is_failed()
+    assert announced() == first
+
+    broken.write_bytes(good)
+    retry_flow_run(run_id, "flows/retraining.py:prepare")
+    run = flow_run(run_id)
+    assert run.state.is_completed() and run.run_count == 3
+    both = poll(announced, lambda found: len(found) == 2, seconds=30)
+    assert first[0] in both  # and the new version with the fixed paper's pairs

@@ -28,7 +28,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterParentFlowRunId,
 )
 from prefect.client.schemas.objects import State
-from prefect.settings import PREFECT_API_URL
+from prefect.settings import PREFECT_API_URL, PREFECT_LOCAL_STORAGE_PATH
 from sqlalchemy import select
 
 from flows.pipeline import pipeline
@@ -106,19 +106,25 @@ def subflow_runs(run_id: UUID) -> list[Any]:
         )
 
 
-def retry_flow_run(run_id: UUID, entrypoint: str, timeout_s: float = 600) -> None:
-    """`prefect flow-run retry` as a user runs it: the same flow run runs again in a new
-    process, with this process's LDRT_* environment."""
+def retry_flow_run(
+    run_id: UUID, entrypoint: str, timeout_s: float = 600, succeeds: bool = True
+) -> None:
+    """`prefect flow-run retry` as a user runs it on the same machine: the same flow run runs
+    again in a new process, with this process's LDRT_* environment and result storage."""
     prefect_cli = Path(sys.executable).with_name("prefect")
     done = subprocess.run(
         [str(prefect_cli), "flow-run", "retry", str(run_id), "--entrypoint", entrypoint],
         cwd=REPO,
-        env={**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())},
+        env={
+            **os.environ,
+            "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+            "PREFECT_LOCAL_STORAGE_PATH": str(PREFECT_LOCAL_STORAGE_PATH.value()),
+        },
         capture_output=True,
         text=True,
         timeout=timeout_s,
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert (done.returncode == 0) == succeeds, done.stdout[-3000:] + done.stderr[-3000:]
 
 
 STAGES = ("refresh", "extract", "curate", "qa", "train", "evaluate")
