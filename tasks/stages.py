@@ -273,7 +273,7 @@ def _train_key(_context: TaskRunContext, parameters: dict[str, Any]) -> str:
     tags={"ldrt", "ldrt-train"},
     cache_policy=CachePolicy.from_cache_key_fn(_train_key),
     persist_result=True,  # the cache needs it, whatever the flow persists
-    retries=0,  # a failed run is recorded; continue it with `ldrt train --resume`, not anew
+    retries=0,  # a failed run is recorded; a retry of the flow run resumes it (train_stage)
     timeout_seconds=72 * HOUR,
 )
 def train_stage_task(

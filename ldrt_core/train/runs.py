@@ -197,11 +197,33 @@ def train_stage(
     flow_run_id: str | None = None,
 ) -> RunSummary:
     """Train one stage on `dataset` from `base_model`, recording the run. `parent_run` (stage 2):
-    a completed stage-1 run whose projector is loaded first."""
+    a completed stage-1 run whose projector is loaded first.
+
+    In a flow run that already started this same training (a retried flow run: its earlier
+    attempt failed or crashed), that run is picked up rather than started over: returned as it
+    is when it has completed since (`ldrt train --resume` by hand), resumed from its newest
+    checkpoint when it has one. One process only; a multi-process launch always starts anew."""
     version = resolve_dataset(engine, dataset, config.stage)
     parent = find_run(engine, parent_run) if parent_run else None
     if parent is not None and parent.status != "completed":
         raise TrainingError(f"run {parent.id[:12]} is {parent.status}, not completed")
+    config_hash = _config_hash(config, base_model, version.id, parent)
+    if flow_run_id and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        earlier = _own_run(engine, flow_run_id, config_hash)
+        if earlier is not None and earlier.status == "completed":
+            data = dict(earlier.metrics or {}).get("data", {})
+            return RunSummary(
+                earlier.id,
+                earlier.stage,
+                earlier.dataset_id,
+                earlier.base_model,
+                earlier.parent_run_id,
+                data,
+                dict(earlier.metrics or {}),
+                dict(earlier.outputs or {}),
+            )
+        if earlier is not None and _checkpoint_ready(store, work_dir, earlier.id):
+            return _run(engine, store, work_dir, earlier.id, True, on_step, on_prepare)
     run_id = str(uuid.uuid4())
     if _rank() == 0:
         with session_scope(engine) as session:
@@ -214,7 +236,7 @@ def train_stage(
                     parent_run_id=parent.id if parent else None,
                     status="running",
                     config=config.as_dict(),
-                    config_hash=_config_hash(config, base_model, version.id, parent),
+                    config_hash=config_hash,
                     flow_run_id=flow_run_id,
                 )
             )
@@ -235,13 +257,29 @@ def resume_stage(
     row = find_run(engine, run)
     if row.status == "completed":
         raise TrainingError(f"run {row.id[:12]} is already completed")
-    local = _run_dir(work_dir, row.id) / "checkpoints"
-    if latest_checkpoint(local) is None and not _download_checkpoint(store, row.id, local):
+    if not _checkpoint_ready(store, work_dir, row.id):
         raise TrainingError(
             f"run {row.id[:12]} has no checkpoint (locally or in the store) to resume from; "
             "start a new run instead"
         )
     return _run(engine, store, work_dir, row.id, True, on_step, on_prepare)
+
+
+def _own_run(engine: Engine, flow_run_id: str, config_hash: str) -> TrainingRun | None:
+    """The newest run flow run `flow_run_id` started with this configuration, data and parent."""
+    with session_scope(engine) as session:
+        return session.scalars(
+            select(TrainingRun)
+            .where(TrainingRun.flow_run_id == flow_run_id, TrainingRun.config_hash == config_hash)
+            .order_by(TrainingRun.created_at.desc())
+            .limit(1)
+        ).first()
+
+
+def _checkpoint_ready(store: ArtifactStore, work_dir: Path, run_id: str) -> bool:
+    """Whether the run has a checkpoint here, or in the store (then fetched here)."""
+    local = _run_dir(work_dir, run_id) / "checkpoints"
+    return latest_checkpoint(local) is not None or _download_checkpoint(store, run_id, local)
 
 
 def _run(

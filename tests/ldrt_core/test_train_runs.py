@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from ldrt_core.qa import TemplateQAGenerator, generate_for_dataset
 from ldrt_core.train.loop import StepReport, TrainConfig
 from ldrt_core.train.model import TINY_RANDOM, load_llava
 from ldrt_core.train.runs import (
+    RunSummary,
     deepspeed_config_path,
     find_run,
     load_projector,
@@ -178,6 +180,44 @@ def test_crashed_run_is_failed_and_resumes_from_the_store(world: dict[str, Any])
     )
     with pytest.raises(TrainingError, match="already completed"):
         resume_stage(engine, store, home, failed.id)
+
+
+def test_a_retried_flow_run_picks_up_its_own_training(world: dict[str, Any]) -> None:
+    """The same flow run (retried after a crash) resumes its run, or takes it once completed;
+    another flow run trains anew."""
+    engine, store, home = world["engine"], world["store"], world["home"]
+    settings = config("instruct", max_steps=4, checkpoint_every=2, learning_rate=4e-3)
+    steps: list[int] = []
+
+    def train(flow_run_id: str, crash_at: int = 0) -> RunSummary:
+        def on_step(report: StepReport) -> None:
+            steps.append(report.step)
+            if report.step == crash_at:
+                raise Crash("worker lost")
+
+        return train_stage(
+            engine,
+            store,
+            home,
+            dataset=world["instruct"],
+            base_model=TINY_RANDOM,
+            config=settings,
+            on_step=on_step,
+            flow_run_id=flow_run_id,
+        )
+
+    flow_run = str(uuid.uuid4())
+    with pytest.raises(Crash):
+        train(flow_run, crash_at=3)
+    failed = find_latest(engine, "failed")
+    steps.clear()
+    resumed = train(flow_run)  # the flow run's retry
+    assert resumed.run_id == failed.id and steps == [3, 4]
+    assert resumed.metrics["resumed_from_step"] == 2
+    steps.clear()
+    again = train(flow_run)  # retried once more: nothing left to train
+    assert (again.run_id, again.outputs, steps) == (failed.id, resumed.outputs, [])
+    assert train(str(uuid.uuid4())).run_id != failed.id and steps == [1, 2, 3, 4]
 
 
 def find_latest(engine: Engine, status: str) -> TrainingRun:
