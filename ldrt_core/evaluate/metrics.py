@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any, Final
@@ -283,6 +283,7 @@ def bootstrap_difference(
     b: Sequence[float],
     *,
     paired: bool = True,
+    groups: Sequence[Hashable] | None = None,
     resamples: int = 2000,
     confidence: float = 0.95,
     seed: int = 0,
@@ -291,6 +292,9 @@ def bootstrap_difference(
 
     Paired: a[i] and b[i] score the same question, so the same questions are resampled on both
     sides. Unpaired: each side is resampled on its own and the lengths may differ.
+    `groups` (paired only): questions that are not independent of each other (the turns of one
+    conversation, the questions about one figure) share a group, and whole groups are resampled,
+    so the interval is not narrowed by counting one figure's questions as separate evidence.
     """
     if not a or not b:
         raise ValueError("bootstrap_difference needs values on both sides")
@@ -308,9 +312,20 @@ def bootstrap_difference(
             )
         differences = values_b - values_a
         estimate = float(differences.mean())
-        index = rng.integers(0, differences.size, size=(resamples, differences.size))
-        means = differences[index].mean(axis=1)
+        if groups is None:
+            index = rng.integers(0, differences.size, size=(resamples, differences.size))
+            means = differences[index].mean(axis=1)
+        else:
+            if len(groups) != differences.size:
+                raise ValueError(f"{len(groups)} groups for {differences.size} paired values")
+            _, member = np.unique(np.asarray([str(g) for g in groups]), return_inverse=True)
+            sums = np.bincount(member, weights=differences)
+            counts = np.bincount(member).astype(np.float64)
+            index = rng.integers(0, sums.size, size=(resamples, sums.size))
+            means = sums[index].sum(axis=1) / counts[index].sum(axis=1)
     else:
+        if groups is not None:
+            raise ValueError("groups apply to a paired bootstrap only")
         estimate = float(values_b.mean() - values_a.mean())
         index_a = rng.integers(0, values_a.size, size=(resamples, values_a.size))
         index_b = rng.integers(0, values_b.size, size=(resamples, values_b.size))

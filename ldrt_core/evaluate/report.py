@@ -287,16 +287,37 @@ def model_data(
 
 
 def difference(
-    tuned: Sequence[float | None], baseline: Sequence[float | None], seed: int
+    tuned: Sequence[float | None],
+    baseline: Sequence[float | None],
+    figures: Sequence[str],
+    seed: int,
 ) -> dict[str, Any]:
-    """tuned - baseline over the pairs where both have a value, with a bootstrap interval."""
-    base, new = paired(baseline, tuned)
-    out: dict[str, Any] = {"n": len(base), "estimate": None, "low": None, "high": None}
-    if base:
-        # mean(second) - mean(first), resampling the same items on both sides.
-        diff = bootstrap_difference(base, new, paired=True, confidence=CONFIDENCE, seed=seed)
+    """tuned - baseline over the pairs where both have a value, with a bootstrap interval that
+    resamples whole figures (`figures[i]`: the figure item i asks about)."""
+    kept = [
+        (b, t, f)
+        for b, t, f in zip(baseline, tuned, figures, strict=True)
+        if b is not None and t is not None
+    ]
+    out: dict[str, Any] = {"n": len(kept), "estimate": None, "low": None, "high": None}
+    if kept:
+        # mean(second) - mean(first), resampling the same figures on both sides.
+        diff = bootstrap_difference(
+            [b for b, _, _ in kept],
+            [t for _, t, _ in kept],
+            paired=True,
+            groups=[f for _, _, f in kept],
+            confidence=CONFIDENCE,
+            seed=seed,
+        )
         out.update(estimate=diff.estimate, low=diff.low, high=diff.high, resamples=diff.resamples)
+        out["figures"] = len({f for _, _, f in kept})
     return out
+
+
+def figure_of(item_id: str) -> str:
+    """The figure an item asks about: "<pair>-<category>#<turn>" up to the first '-'."""
+    return item_id.rsplit("#", 1)[0].split("-", 1)[0]
 
 
 def differences(
@@ -312,6 +333,7 @@ def differences(
     base_items = [base_by_id[i] for i in ids]
     tuned_items = [tuned_by_id[i] for i in ids]
     base_text, tuned_text = text_values(base_items, lexicon), text_values(tuned_items, lexicon)
+    figures = [figure_of(i) for i in ids]
     return {
         "direction": f"{tuned.label} - {baseline.label}",
         "confidence": CONFIDENCE,
@@ -319,11 +341,14 @@ def differences(
             judge: difference(
                 [judge_score(i, judge) for i in tuned_items],
                 [judge_score(i, judge) for i in base_items],
+                figures,
                 seed,
             )
             for judge in judges
         },
-        "text": {key: difference(tuned_text[key], base_text[key], seed) for key in base_text},
+        "text": {
+            key: difference(tuned_text[key], base_text[key], figures, seed) for key in base_text
+        },
     }
 
 
@@ -490,8 +515,9 @@ def md_differences(data: Mapping[str, Any], plots: Mapping[str, bytes]) -> list[
         "",
         *table(["Metric", "Difference", f"{percent}% CI", "Paired items"], rows),
         "",
-        f"Paired bootstrap over items both models answered ({percent}% percentile interval); "
-        "for a judge, only items it scored for both.",
+        f"Paired bootstrap over items both models answered ({percent}% percentile interval), "
+        "resampling whole figures: the turns of a conversation about one figure are not "
+        "independent evidence. For a judge, only items it scored for both.",
     ]
 
 

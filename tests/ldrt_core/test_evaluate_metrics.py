@@ -299,6 +299,27 @@ def test_bootstrap_paired_needs_equal_lengths_unpaired_does_not() -> None:
     assert difference.low <= 1.5 <= difference.high
 
 
+def test_bootstrap_over_groups_counts_a_group_once() -> None:
+    """Each question asked 5 times over (5 turns about one figure, all scored alike) is one
+    figure's evidence: resampling figures gives the interval of the 10 figures, while resampling
+    the 50 items as if independent narrows it by about sqrt(5)."""
+    base5, tuned5 = [v for v in BASE for _ in range(5)], [v for v in TUNED for _ in range(5)]
+    figures = [f"fig{i:02d}" for i in range(10) for _ in range(5)]
+    grouped = bootstrap_difference(base5, tuned5, groups=figures, seed=3)
+    alone = bootstrap_difference(BASE, TUNED, seed=3)
+    assert grouped == alone  # the same draws of figures, the same interval
+    naive = bootstrap_difference(base5, tuned5, seed=3)
+    assert naive.estimate == grouped.estimate == pytest.approx(1.4)
+    assert (naive.high - naive.low) < 0.6 * (grouped.high - grouped.low)
+
+
+def test_bootstrap_groups_must_match_and_be_paired() -> None:
+    with pytest.raises(ValueError, match="9 groups for 10"):
+        bootstrap_difference(BASE, TUNED, groups=["g"] * 9)
+    with pytest.raises(ValueError, match="paired bootstrap only"):
+        bootstrap_difference(BASE, TUNED, paired=False, groups=["g"] * 10)
+
+
 def test_bootstrap_rejects_bad_arguments() -> None:
     with pytest.raises(ValueError, match="both sides"):
         bootstrap_difference([], [1.0])

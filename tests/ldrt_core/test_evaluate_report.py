@@ -152,6 +152,25 @@ def test_differences_are_tuned_minus_base_on_items_both_have(report: Report) -> 
     }
 
 
+def test_differences_resample_whole_figures() -> None:
+    """Three turns about one figure are one figure's evidence: 2 figures, not 6 items."""
+
+    def result(label: str, scores: list[float]) -> ModelResult:
+        ids = [f"{figure}-conversation#{turn}" for figure in ("f1", "f2") for turn in range(3)]
+        return ModelResult(
+            label, label, [item(i, CONV, s, s) for i, s in zip(ids, scores, strict=True)]
+        )
+
+    built = build_report(
+        result("base", [1, 1, 1, 5, 5, 5]), result("tuned", [2, 2, 2, 9, 9, 9]), judges=JUDGES
+    )
+    a = built.data["differences"]["scores"]["judge-a"]
+    assert (a["n"], a["figures"], a["estimate"]) == (6, 2, pytest.approx(2.5))
+    # Resampling the two figures: the interval's ends are their own differences, 1 and 4.
+    assert (a["low"], a["high"]) == (pytest.approx(1.0), pytest.approx(4.0))
+    assert "resampling whole figures" in built.markdown
+
+
 def test_judge_agreement_per_model_on_items_both_judges_scored(report: Report) -> None:
     [pair] = report.data["models"]["base"]["agreement"]
     assert pair["judges"] == JUDGES
