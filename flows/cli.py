@@ -131,7 +131,10 @@ def refresh(
         typer.Option(formats=["%Y-%m-%d"], help="Search from this date instead of the cursor."),
     ] = None,
     max_papers: Annotated[
-        int | None, typer.Option(min=1, help="Stop after this many papers.")
+        int | None,
+        typer.Option(
+            min=1, help="Stop after this many new papers (ones seen before do not count)."
+        ),
     ] = None,
     source: Annotated[
         str, typer.Option(help="'s2' (Semantic Scholar) or 'folder:PATH' (a folder of PDFs).")

@@ -102,7 +102,9 @@ def discover(
     records = iter(source.search(query, start))
     failure: LdrtError | None = None
     while failure is None:
-        room = COMMIT_EVERY if max_papers is None else min(COMMIT_EVERY, max_papers - found.found)
+        # max_papers counts new papers: those the last run saw again in the overlap do not use
+        # it up, or a window holding more than max_papers known ones would stall the cursor.
+        room = COMMIT_EVERY if max_papers is None else min(COMMIT_EVERY, max_papers - found.new)
         batch, failure = _take(records, room)
         if not batch:
             break
@@ -120,7 +122,7 @@ def discover(
                     found.to_download.append(paper.id)
                 if record.publication_date and (newest is None or record.publication_date > newest):
                     newest = record.publication_date
-        if max_papers is not None and found.found >= max_papers:
+        if max_papers is not None and found.new >= max_papers:
             break
     if failure is not None:  # what came before the failure is stored; the cursor stays put
         raise failure

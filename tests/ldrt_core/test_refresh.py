@@ -234,6 +234,17 @@ def test_max_papers_stops_early(tmp_path: Path, corpus: list[ReplayPaper]) -> No
         assert s2.hits["search"] == 2
 
 
+def test_max_papers_counts_new_papers_so_the_cursor_moves_on(tmp_path: Path) -> None:
+    """Each run searches again from 90 days before its cursor: the papers it saw last time
+    must not use up --max-papers, or every run would find the same two."""
+    with S2Replay(make_papers(5, start="2024-01-01")) as s2:
+        env = make_env(tmp_path, s2)
+        runs = [env.run(max_papers=2) for _ in range(4)]
+    assert [r.new for r in runs] == [2, 2, 1, 0]
+    assert [r.found for r in runs] == [2, 4, 5, 5]
+    assert env.count(Paper) == 5
+
+
 def test_same_doi_from_another_source_is_one_paper(tmp_path: Path) -> None:
     pdf = minimal_pdf("shared")
     folder = tmp_path / "pdfs"
