@@ -229,14 +229,15 @@ def extract(
         return
     if not pdfs:
         raise typer.BadParameter("give PDF files, or --pending for the stored documents")
-    from ldrt_core.extract import extract_pdf
+    from ldrt_core.extract import extract_pdf, with_marker_markdown
     from ldrt_core.extract.stage import summary_json
 
     results = []
     for pdf in pdfs:
         if not pdf.is_file():
             raise typer.BadParameter(f"{pdf} is not a file")
-        document = extract_pdf(pdf.read_bytes(), options)
+        data = pdf.read_bytes()
+        document = with_marker_markdown(extract_pdf(data, options), data, options.marker_models)
         folder = out or pdf.with_name(f"{pdf.stem}-figures")
         folder.mkdir(parents=True, exist_ok=True)
         paths = []

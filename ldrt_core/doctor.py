@@ -113,11 +113,27 @@ def check_compute() -> Check:
     return Check("compute", "ok", f"torch {importlib.metadata.version('torch')}, {device}{extras}")
 
 
+def check_markdown(settings: Settings) -> Check:
+    """Which engine writes the papers' markdown: PDFium, or Marker when it is set up."""
+    from ldrt_core.extract import marker_status
+
+    if not settings.marker_models:
+        return Check(
+            "markdown",
+            "ok",
+            "PDFium (for Marker's: the [marker] extra and LDRT_MARKER_MODELS, a folder of its "
+            "weights)",
+        )
+    usable, why = marker_status(settings.marker_models)
+    return Check("markdown", "ok" if usable else "warn", why)
+
+
 def run_checks(settings: Settings, prefect_api_url: str | None) -> list[Check]:
     checks = [
         check_database(settings),
         check_store(settings),
         check_prefect(prefect_api_url),
         check_compute(),
+        check_markdown(settings),
     ]
     return [Check(c.name, c.status, settings.scrub(c.detail)) for c in checks]

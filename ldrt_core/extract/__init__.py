@@ -3,17 +3,21 @@
 `extract_pdf(pdf_bytes, options)` runs the default engine (PDFium, caption-anchored) in this
 process; `ldrt_core.extract.stage` runs it per stored document in worker processes with time and
 memory limits and records the results. Marker, when installed with local weights, gives the
-markdown instead (see `marker_markdown`).
+markdown instead (`with_marker_markdown`, in the calling process: its models outgrow a worker).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import logging
 import os
+import tempfile
+import threading
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from ldrt_core.errors import ConfigError
 from ldrt_core.extract.engine import extract_with_pdfium
 from ldrt_core.extract.records import (
     ExtractedDocument,
@@ -21,6 +25,8 @@ from ldrt_core.extract.records import (
     ExtractedTable,
     ExtractOptions,
 )
+
+log = logging.getLogger(__name__)
 
 # Bump when extraction output changes: documents extracted by an older version are redone.
 EXTRACTOR_VERSION = "pdfium-1"
@@ -33,6 +39,7 @@ __all__ = [
     "ExtractedTable",
     "extract_pdf",
     "marker_status",
+    "with_marker_markdown",
 ]
 
 
@@ -56,27 +63,54 @@ def marker_status(models_dir: str | None) -> tuple[bool, str]:
 
 
 def with_marker_markdown(
-    document: ExtractedDocument, pdf_path: Path, models_dir: str
+    document: ExtractedDocument, pdf: bytes, models_dir: str | None
 ) -> ExtractedDocument:
-    """Replace the markdown with Marker's (figures stay PDFium's: they come with captions)."""
-    try:
-        # Marker reads its weights from the model cache folder; point it at the local weights
-        # for this call only, so nothing is downloaded.
-        previous = os.environ.get("MODEL_CACHE_DIR")
-        os.environ["MODEL_CACHE_DIR"] = models_dir
-        from marker.converters.pdf import PdfConverter  # type: ignore[import-not-found]
-        from marker.models import create_model_dict  # type: ignore[import-not-found]
-        from marker.output import text_from_rendered  # type: ignore[import-not-found]
+    """Marker's markdown in place of PDFium's when `models_dir` (LDRT_MARKER_MODELS) is set;
+    figures stay PDFium's (they come with their captions).
 
-        converter = PdfConverter(artifact_dict=create_model_dict())
-        markdown, _, _ = text_from_rendered(converter(str(pdf_path)))
+    When Marker cannot run (not installed, no such folder) the document comes back as it is and
+    the reason is logged once; when it fails on this PDF, the same, logged for the PDF. The
+    converter (its models) is loaded once per process and used by one thread at a time."""
+    if not models_dir:
+        return document
+    usable, why = marker_status(models_dir)
+    if not usable:
+        if why not in _told:
+            _told.add(why)
+            log.warning("markdown: %s", why)
+        return document
+    try:
+        with _marker_lock, tempfile.NamedTemporaryFile(suffix=".pdf") as file:
+            file.write(pdf)
+            file.flush()
+            markdown = _marker_markdown(file.name, models_dir)
     except Exception as exc:  # a third-party model stack: any failure falls back, loudly
-        raise ConfigError(
-            f"Marker failed ({type(exc).__name__}: {exc}); unset LDRT_MARKER_MODELS"
-        ) from exc
-    finally:
-        if previous is None:
-            os.environ.pop("MODEL_CACHE_DIR", None)
-        else:
-            os.environ["MODEL_CACHE_DIR"] = previous
-    return replace(document, markdown=str(markdown), engine="marker")
+        log.warning(
+            "markdown: Marker failed (%s: %s); this document keeps PDFium's",
+            type(exc).__name__,
+            exc,
+        )
+        return document
+    return replace(document, markdown=markdown, engine="marker")
+
+
+_told: set[str] = set()  # reasons already logged: one warning a process, not one a document
+_marker_lock = threading.Lock()
+
+
+def _marker_markdown(pdf_path: str, models_dir: str) -> str:
+    converter, text_from_rendered = _marker_converter(models_dir)
+    markdown, _, _ = text_from_rendered(converter(pdf_path))
+    return str(markdown)
+
+
+@functools.cache
+def _marker_converter(models_dir: str) -> tuple[Any, Any]:
+    # Marker reads its weights from its model cache folder, named before its first import:
+    # the local weights, so nothing is downloaded.
+    os.environ["MODEL_CACHE_DIR"] = models_dir
+    from marker.converters.pdf import PdfConverter  # type: ignore[import-not-found]
+    from marker.models import create_model_dict  # type: ignore[import-not-found]
+    from marker.output import text_from_rendered  # type: ignore[import-not-found]
+
+    return PdfConverter(artifact_dict=create_model_dict()), text_from_rendered

@@ -80,6 +80,11 @@ class IsolatedPool:
         for thread in self._threads:
             thread.start()
 
+    @property
+    def options(self) -> ExtractOptions:
+        """What every PDF is extracted with here."""
+        return self._options
+
     def submit(self, fn: Task[T], pdf: bytes) -> Future[T]:
         future: Future[T] = Future()
         with self._lock:

@@ -18,6 +18,7 @@ class ExtractOptions:
     max_image_pixels: int = 150_000_000
     timeout_s: float = 120.0  # per document, enforced by the worker process
     memory_mb: int = 1024  # per worker process
+    marker_models: str | None = None  # Marker's weights: its markdown instead of PDFium's
 
 
 @dataclass(frozen=True)

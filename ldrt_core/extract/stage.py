@@ -20,7 +20,7 @@ from ldrt_core.config import Settings
 from ldrt_core.db import session_scope
 from ldrt_core.db.models import Document, Figure
 from ldrt_core.errors import ExtractionError, LdrtError
-from ldrt_core.extract import EXTRACTOR_VERSION, extract_pdf
+from ldrt_core.extract import EXTRACTOR_VERSION, extract_pdf, with_marker_markdown
 from ldrt_core.extract.isolation import IsolatedPool
 from ldrt_core.extract.records import ExtractedDocument, ExtractOptions
 from ldrt_core.store import ArtifactStore
@@ -34,6 +34,7 @@ def options_from_settings(settings: Settings) -> ExtractOptions:
         max_image_pixels=settings.extract_max_image_pixels,
         timeout_s=settings.extract_timeout_s,
         memory_mb=settings.extract_memory_mb,
+        marker_models=settings.marker_models,
     )
 
 
@@ -83,6 +84,7 @@ def extract_document(
             return ExtractionOutcome(sha256, "skipped", document.pages or 0)
         store_key = document.store_key
     pdf = store.get(store_key)
+    options = pool.options if pool is not None else options or ExtractOptions()
     try:
         if pool is not None:
             future: Future[ExtractedDocument] = pool.submit(extract_pdf, pdf)
@@ -98,6 +100,7 @@ def extract_document(
             flow_run_id=flow_run_id,
         )
         return ExtractionOutcome(sha256, "failed", error=f"{type(exc).__name__}: {exc}")
+    result = with_marker_markdown(result, pdf, options.marker_models)
     figure_rows = []
     for ordinal, figure in enumerate(result.figures):
         image_key = image_sha = None

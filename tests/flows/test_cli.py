@@ -60,6 +60,15 @@ def test_doctor_on_embedded_defaults_passes_and_creates_nothing(tmp_path: Path) 
 
 
 @pytest.mark.unit
+def test_doctor_says_which_engine_writes_the_markdown(tmp_path: Path) -> None:
+    _, checks, _ = doctor_json(tmp_path)
+    assert checks["markdown"]["status"] == "ok" and "PDFium" in checks["markdown"]["detail"]
+    _, checks, _ = doctor_json(tmp_path, {"LDRT_MARKER_MODELS": str(tmp_path / "nowhere")})
+    assert checks["markdown"]["status"] == "warn"
+    assert "using PDFium" in checks["markdown"]["detail"]
+
+
+@pytest.mark.unit
 def test_doctor_prints_a_readable_table(tmp_path: Path) -> None:
     result = run_ldrt(["doctor"], tmp_path)
     assert result.returncode == 0

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from ldrt_core import db
 from ldrt_core.config import load_settings
@@ -16,7 +19,7 @@ from ldrt_core.extract import EXTRACTOR_VERSION, ExtractOptions
 from ldrt_core.extract.isolation import IsolatedPool
 from ldrt_core.extract.stage import extract_document, pending_documents
 from ldrt_core.samples import write_sample_corpus
-from ldrt_core.store import ArtifactStore, open_store
+from ldrt_core.store import ArtifactStore, content_key, open_store
 from tests.support import bad_pdfs
 
 pytestmark = pytest.mark.unit
@@ -89,3 +92,80 @@ def test_good_and_bad_documents_side_by_side(tmp_path: Path) -> None:
     assert sorted(pending_documents(engine, retry_failed=True)) == sorted(bad.values())
     with db.session_scope(engine) as session:
         assert len(list(session.scalars(select(Figure)))) == truth_figures
+
+
+STANDIN = Path(__file__).resolve().parents[1] / "support" / "marker_standin"
+
+
+@pytest.fixture
+def marker_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """An embedded home with two sample papers stored, and Marker's caches reset around the test."""
+    import ldrt_core.extract as extract
+
+    def reset() -> None:
+        extract._marker_converter.cache_clear()
+        extract._told.clear()
+        for name in [m for m in sys.modules if m == "marker" or m.startswith("marker.")]:
+            del sys.modules[name]
+
+    reset()
+    monkeypatch.delenv("MODEL_CACHE_DIR", raising=False)
+    settings = load_settings({"LDRT_HOME": str(tmp_path / "home")})
+    engine = db.connect(settings)
+    db.upgrade(engine)
+    store = open_store(settings)
+    papers = write_sample_corpus(tmp_path / "papers", papers=2, seed=1)
+    shas = [add_document(engine, store, p.pdf_path.read_bytes()) for p in papers]
+    yield engine, store, shas, tmp_path / "weights"
+    reset()
+
+
+def markdown_of(engine: Engine, store: ArtifactStore, sha: str) -> str:
+    with db.session_scope(engine) as session:
+        document = session.get(Document, sha)
+        assert document is not None and document.extract_status == "ok"
+        return store.get(str(document.markdown_key)).decode()
+
+
+def test_marker_writes_the_markdown_when_it_is_set_up(
+    marker_world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, store, shas, weights = marker_world
+    weights.mkdir()
+    monkeypatch.syspath_prepend(str(STANDIN))
+    options = ExtractOptions(marker_models=str(weights))
+    with IsolatedPool(1, options) as pool:
+        for sha in shas:
+            extract_document(engine, store, sha, pool=pool)
+    for sha in shas:
+        size = len(store.get(content_key(sha)))
+        assert markdown_of(engine, store, sha) == (
+            f"# Marker\n\n{size} bytes, weights from {weights}\n"
+        )
+    with db.session_scope(engine) as session:  # the figures are still PDFium's
+        assert session.scalar(select(func.count()).select_from(Figure)) > 0
+
+
+def test_without_marker_or_when_it_fails_the_markdown_is_pdfiums(
+    marker_world: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine, store, shas, weights = marker_world
+    options = ExtractOptions(marker_models=str(weights))  # no such folder
+    with caplog.at_level(logging.WARNING, "ldrt_core.extract"):
+        for sha in shas:
+            extract_document(engine, store, sha, options=options)
+    # Here marker-pdf is not installed, and the folder is missing: said once, not per document.
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert warning.startswith("markdown: ") and warning.endswith("; using PDFium")
+    assert all(markdown_of(engine, store, sha).startswith("# ") for sha in shas)
+    assert not any("Marker" in markdown_of(engine, store, sha) for sha in shas)
+
+    weights.mkdir()
+    monkeypatch.syspath_prepend(str(STANDIN))
+    failing = add_document(engine, store, bad_pdfs.rich_pdf() + b"%marker-fails-here\n")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "ldrt_core.extract"):
+        outcome = extract_document(engine, store, failing, options=options)
+    assert outcome.status == "ok"
+    assert "Marker failed (RuntimeError: CUDA out of memory)" in caplog.text
+    assert "Marker" not in markdown_of(engine, store, failing)
