@@ -62,6 +62,11 @@ class Settings(BaseSettings):
         description="Use TLS for S3; default from the endpoint's scheme, else true.",
     )
     s3_region: str | None = Field(default=None, description="S3 region, if the server needs one.")
+    s3_public_endpoint: str | None = Field(
+        default=None,
+        description="Where browsers reach the S3 server, when not at LDRT_S3_ENDPOINT (compose: "
+        "http://localhost:9000): report links are signed for it.",
+    )
 
     # ---- corpus refresh
     s2_api_url: str = Field(
@@ -247,9 +252,11 @@ class Settings(BaseSettings):
             raise ValueError(f"expected a file:// or s3:// URL, got {parts.scheme or 'no'} scheme")
         return value
 
-    @field_validator("s3_endpoint")
+    @field_validator("s3_endpoint", "s3_public_endpoint")
     @classmethod
-    def _check_endpoint(cls, value: str) -> str:
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         parts = urlsplit(value if "://" in value else f"//{value}")
         shown = _without_userinfo(parts.netloc) or value.split("@")[-1]
         if parts.scheme not in ("", "http", "https") or not parts.hostname:
@@ -295,9 +302,14 @@ class Settings(BaseSettings):
     @property
     def s3_host(self) -> str:
         """The endpoint as host[:port], the form the minio SDK takes."""
-        return urlsplit(
-            self.s3_endpoint if "://" in self.s3_endpoint else f"//{self.s3_endpoint}"
-        ).netloc
+        return _host(self.s3_endpoint)
+
+    @property
+    def s3_public_host(self) -> tuple[str, bool] | None:
+        """LDRT_S3_PUBLIC_ENDPOINT as (host[:port], TLS), if set: TLS unless it says http://."""
+        if not self.s3_public_endpoint:
+            return None
+        return _host(self.s3_public_endpoint), not self.s3_public_endpoint.startswith("http://")
 
     def redacted(self) -> dict[str, str]:
         """The effective configuration as `LDRT_*` names and printable values, secrets masked."""
@@ -333,6 +345,11 @@ class Settings(BaseSettings):
 
 def _without_userinfo(netloc: str) -> str:
     return netloc.rpartition("@")[2]
+
+
+def _host(endpoint: str) -> str:
+    """host[:port] of an endpoint given as host[:port] or http(s)://host[:port]."""
+    return urlsplit(endpoint if "://" in endpoint else f"//{endpoint}").netloc
 
 
 def mask_url(url: str) -> str:

@@ -53,18 +53,26 @@ class S3Store(ArtifactStore):
             ),
             maxsize=16,
         )
+        access = settings.s3_access_key.get_secret_value() if settings.s3_access_key else None
+        secret = settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None
         self._client = Minio(
             settings.s3_host,
-            access_key=settings.s3_access_key.get_secret_value()
-            if settings.s3_access_key
-            else None,
-            secret_key=settings.s3_secret_key.get_secret_value()
-            if settings.s3_secret_key
-            else None,
+            access_key=access,
+            secret_key=secret,
             secure=bool(settings.s3_secure),
             region=settings.s3_region,
             http_client=http,
         )
+        # Links for people are signed for the endpoint their browsers reach (the host is part of
+        # the signature). Signing is local arithmetic once the region is known, so an endpoint
+        # this process cannot reach itself is fine; MinIO's region is us-east-1.
+        self._signer = self._client
+        if public := settings.s3_public_host:
+            host, secure = public
+            region = settings.s3_region or "us-east-1"
+            self._signer = Minio(
+                host, access_key=access, secret_key=secret, secure=secure, region=region
+            )
         if create_bucket:
             self.ensure_bucket()
 
@@ -140,7 +148,7 @@ class S3Store(ArtifactStore):
     def _url(self, key: str, expires: timedelta) -> str:
         with self._errors("presign", key):
             return str(
-                self._client.presigned_get_object(self.bucket, self._name(key), expires=expires)
+                self._signer.presigned_get_object(self.bucket, self._name(key), expires=expires)
             )
 
     # ------------------------------------------------------------------ errors

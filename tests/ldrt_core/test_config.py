@@ -68,6 +68,7 @@ def test_explicit_s3_secure_wins() -> None:
         ({"LDRT_S3_ENDPOINT": "http://h:9000/path"}, "LDRT_S3_ENDPOINT", "no path"),
         ({"LDRT_S3_ENDPOINT": "h:port"}, "LDRT_S3_ENDPOINT", "numeric port"),
         ({"LDRT_S3_ENDPOINT": "ftp://h"}, "LDRT_S3_ENDPOINT", "host[:port]"),
+        ({"LDRT_S3_PUBLIC_ENDPOINT": "localhost:90o0"}, "LDRT_S3_PUBLIC_ENDPOINT", "numeric port"),
     ],
 )
 def test_a_bad_value_names_the_variable_and_what_it_expects(

@@ -263,6 +263,24 @@ def test_url_for_reads_back(store: ArtifactStore) -> None:
 
 
 @pytest.mark.integration
+def test_links_are_signed_for_the_public_endpoint(s3_env: dict[str, str]) -> None:
+    """Under compose the workers reach MinIO as minio:9000 and browsers as localhost:9000: a
+    link signed for the first does not open in a browser, and the host is part of the
+    signature. Here the server answers on 127.0.0.1 and on localhost alike."""
+    public = s3_env["LDRT_S3_ENDPOINT"].replace("127.0.0.1", "localhost")
+    assert public != s3_env["LDRT_S3_ENDPOINT"]
+    store = open_store(load_settings({**s3_env, "LDRT_S3_PUBLIC_ENDPOINT": public}))
+    store.put("reports/r.md", b"# report")
+    url = store.url_for("reports/r.md", expires=timedelta(minutes=5))
+    assert url.startswith(f"{public}/") and "X-Amz-Signature=" in url
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.read() == b"# report"
+    unreachable = {**s3_env, "LDRT_S3_PUBLIC_ENDPOINT": "https://ldrt.invalid:9443"}
+    signed = open_store(load_settings(unreachable)).url_for("reports/r.md")  # no request made
+    assert signed.startswith("https://ldrt.invalid:9443/")
+
+
+@pytest.mark.integration
 def test_the_bucket_ldrt_creates_is_private(s3_env: dict[str, str]) -> None:
     """Read back with another client (boto3): no bucket policy, no grant to all users."""
     import boto3
