@@ -43,13 +43,22 @@ def add_document(engine: Engine, store: ArtifactStore, pdf: bytes) -> str:
     return info.sha256
 
 
-def test_good_and_bad_documents_side_by_side(tmp_path: Path) -> None:
+def stored_samples(
+    tmp_path: Path, count: int
+) -> tuple[Engine, ArtifactStore, list[Any], list[str]]:
+    """An embedded home with `count` sample papers stored as documents, not yet extracted: the
+    papers and their documents' sha256."""
     settings = load_settings({"LDRT_HOME": str(tmp_path / "home")})
     engine = db.connect(settings)
     db.upgrade(engine)
     store = open_store(settings)
-    papers = write_sample_corpus(tmp_path / "papers", papers=3, seed=1)
-    good = [add_document(engine, store, p.pdf_path.read_bytes()) for p in papers]
+    papers = write_sample_corpus(tmp_path / "papers", papers=count, seed=1)
+    shas = [add_document(engine, store, p.pdf_path.read_bytes()) for p in papers]
+    return engine, store, papers, shas
+
+
+def test_good_and_bad_documents_side_by_side(tmp_path: Path) -> None:
+    engine, store, papers, good = stored_samples(tmp_path, 3)
     bad = {name: add_document(engine, store, make()) for name, (make, _) in BAD.items()}
     assert len(pending_documents(engine)) == len(good) + len(bad)
 
@@ -110,12 +119,7 @@ def marker_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
 
     reset()
     monkeypatch.delenv("MODEL_CACHE_DIR", raising=False)
-    settings = load_settings({"LDRT_HOME": str(tmp_path / "home")})
-    engine = db.connect(settings)
-    db.upgrade(engine)
-    store = open_store(settings)
-    papers = write_sample_corpus(tmp_path / "papers", papers=2, seed=1)
-    shas = [add_document(engine, store, p.pdf_path.read_bytes()) for p in papers]
+    engine, store, _, shas = stored_samples(tmp_path, 2)
     yield engine, store, shas, tmp_path / "weights"
     reset()
 

@@ -65,6 +65,19 @@ def config(stage: str, **overrides: Any) -> TrainConfig:
     return TrainConfig.for_stage(stage, **{**base, **overrides})
 
 
+def train_instruct(world: dict[str, Any], settings: TrainConfig, **kwargs: Any) -> RunSummary:
+    """A stage-2 run on the world's instruct version, from the tiny random base."""
+    return train_stage(
+        world["engine"],
+        world["store"],
+        world["home"],
+        dataset=world["instruct"],
+        base_model=TINY_RANDOM,
+        config=settings,
+        **kwargs,
+    )
+
+
 def row(engine: Engine, run_id: str) -> TrainingRun:
     return find_run(engine, run_id)
 
@@ -146,24 +159,14 @@ def test_two_stages_record_runs_and_store_outputs(world: dict[str, Any]) -> None
 def test_crashed_run_is_failed_and_resumes_from_the_store(world: dict[str, Any]) -> None:
     engine, store, home = world["engine"], world["store"], world["home"]
     settings = config("instruct", max_steps=6, checkpoint_every=2, learning_rate=5e-3)
-    straight = train_stage(
-        engine, store, home, dataset=world["instruct"], base_model=TINY_RANDOM, config=settings
-    )
+    straight = train_instruct(world, settings)
 
     def crash(report: StepReport) -> None:
         if report.step == 3:
             raise Crash("power cut")
 
     with pytest.raises(Crash):
-        train_stage(
-            engine,
-            store,
-            home,
-            dataset=world["instruct"],
-            base_model=TINY_RANDOM,
-            config=settings,
-            on_step=crash,
-        )
+        train_instruct(world, settings, on_step=crash)
     failed = find_latest(engine, "failed")
     assert "Crash: power cut" in (failed.error or "")
     keys = list(store.list(f"runs/{failed.id}/checkpoints/"))
@@ -185,7 +188,7 @@ def test_crashed_run_is_failed_and_resumes_from_the_store(world: dict[str, Any])
 def test_a_retried_flow_run_picks_up_its_own_training(world: dict[str, Any]) -> None:
     """The same flow run (retried after a crash) resumes its run, or takes it once completed;
     another flow run trains anew."""
-    engine, store, home = world["engine"], world["store"], world["home"]
+    engine = world["engine"]
     settings = config("instruct", max_steps=4, checkpoint_every=2, learning_rate=4e-3)
     steps: list[int] = []
 
@@ -195,16 +198,7 @@ def test_a_retried_flow_run_picks_up_its_own_training(world: dict[str, Any]) -> 
             if report.step == crash_at:
                 raise Crash("worker lost")
 
-        return train_stage(
-            engine,
-            store,
-            home,
-            dataset=world["instruct"],
-            base_model=TINY_RANDOM,
-            config=settings,
-            on_step=on_step,
-            flow_run_id=flow_run_id,
-        )
+        return train_instruct(world, settings, on_step=on_step, flow_run_id=flow_run_id)
 
     flow_run = str(uuid.uuid4())
     with pytest.raises(Crash):
