@@ -54,6 +54,7 @@ from prefect.events.actions import ChangeFlowRunState
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 from prefect.exceptions import ObjectNotFound
 from prefect.schedules import Cron
+from prefect.settings import get_current_settings
 from prefect.types.entrypoint import EntrypointType
 from prefect.workers.process import ProcessWorker
 
@@ -67,7 +68,6 @@ RESULTS_BLOCK = "ldrt-results"  # an S3Bucket block: Prefect's result storage in
 RESULTS_FOLDER = "prefect-results"
 SILENT_RUNS_AUTOMATION = "ldrt: crash silent flow runs"
 HEARTBEAT_S = 180  # Prefect's default PREFECT_FLOWS_HEARTBEAT_FREQUENCY
-SILENT_AFTER = dt.timedelta(seconds=3 * HEARTBEAT_S)  # three missed heartbeats
 FLOW_RUN_ENDS = ("Completed", "Failed", "Cancelled", "Crashed")
 
 
@@ -120,11 +120,18 @@ def retrain_trigger(config: DeployConfig) -> DeploymentEventTrigger:
     )
 
 
-def silent_runs_automation(
-    tag: str = "ldrt", within: dt.timedelta = SILENT_AFTER
-) -> AutomationCore:
-    """Mark Crashed each flow run tagged `tag` that has sent a heartbeat and then, for `within`,
-    neither another heartbeat nor a final state."""
+def silent_after() -> dt.timedelta:
+    """Three missed heartbeats: 3 x PREFECT_FLOWS_HEARTBEAT_FREQUENCY as this process reads it.
+    The workers send them at their own setting: set it for ldrt-deploy too (compose: in the
+    environment they share), or a slower beat than the window marks healthy runs Crashed."""
+    every = get_current_settings().flows.heartbeat_frequency or HEARTBEAT_S
+    return dt.timedelta(seconds=3 * every)
+
+
+def silent_runs_automation(tag: str = "ldrt", within: dt.timedelta | None = None) -> AutomationCore:
+    """Mark Crashed each flow run tagged `tag` that has sent a heartbeat and then, for `within`
+    (default `silent_after()`), neither another heartbeat nor a final state."""
+    within = within or silent_after()
     silent = f"{within.total_seconds():.0f} s"
     return AutomationCore(
         name=SILENT_RUNS_AUTOMATION if tag == "ldrt" else f"{SILENT_RUNS_AUTOMATION} ({tag})",
@@ -281,7 +288,7 @@ def ldrt_deploy_main(argv: Sequence[str] | None = None) -> int:
         f"'{config.refresh_cron}' {config.timezone} in pool {config.cpu_pool}; retrain on "
         f"{config.retrain_min_pairs}+ new pairs in pool {config.gpu_pool} (concurrency 1); "
         f"task results in {results}; "
-        f"flow runs silent for {SILENT_AFTER.total_seconds():.0f} s marked Crashed"
+        f"flow runs silent for {silent_after().total_seconds():.0f} s marked Crashed"
     )
     return 0
 

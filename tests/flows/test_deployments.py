@@ -32,7 +32,11 @@ from prefect.events.filters import (
     EventResourceFilter,
 )
 from prefect.events.worker import EventsWorker
-from prefect.settings import PREFECT_API_URL
+from prefect.settings import (
+    PREFECT_API_URL,
+    PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+    temporary_settings,
+)
 
 from deployments.deploy import (
     REFRESH_DEPLOYMENT,
@@ -41,6 +45,7 @@ from deployments.deploy import (
     DeployConfig,
     deploy,
     ensure_automation,
+    silent_after,
     silent_runs_automation,
 )
 from flows.retraining import NEW_PAIRS_EVENT, at_least_globs, count_label, prepare
@@ -106,6 +111,14 @@ def events(name: str, resource: str, since: dt.datetime | None = None) -> list[A
 
 
 # ----------------------------------------------------------------------------- no server needed
+
+
+def test_the_crash_window_follows_the_heartbeat_setting() -> None:
+    assert silent_after() == dt.timedelta(seconds=540)  # Prefect's default: a beat every 180 s
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 600}):
+        assert silent_after() == dt.timedelta(seconds=1800)
+        trigger = silent_runs_automation().trigger
+        assert trigger.within == dt.timedelta(seconds=1800)  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("threshold", [1, 9, 10, 99, 500, 501, 1000, 123_456])
