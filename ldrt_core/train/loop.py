@@ -24,6 +24,7 @@ resumed run takes the same batches in the same order and ends where an uninterru
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -266,7 +267,21 @@ def run_training(
     if config.deepspeed:
         engine = _deepspeed_engine(model, optimizer, scheduler, config, precision, world)
 
-    state = {"step": 0, "epoch": 0, "micro": 0, "samples": 0, "tokens": 0, "seconds": 0.0}
+    # Which samples, in which order: the epochs' permutations index this list, so a resumed run
+    # continues the same sample order only over the same list.
+    samples = {
+        "count": len(data.samples),
+        "sha256": hashlib.sha256("\n".join(s.id for s in data.samples).encode()).hexdigest(),
+    }
+    state: dict[str, Any] = {
+        "step": 0,
+        "epoch": 0,
+        "micro": 0,
+        "samples": 0,
+        "tokens": 0,
+        "seconds": 0.0,
+        "data": samples,
+    }
     curve: list[dict[str, float]] = []
     resumed_from = None
     if resume:
@@ -274,6 +289,13 @@ def run_training(
         if folder is None:
             raise TrainingError(f"no checkpoint to resume from in {checkpoint_dir}")
         state, curve = _load_checkpoint(folder, model, optimizer, scheduler, engine, config)
+        then = state.setdefault("data", samples)  # checkpoints before this check: trusted
+        if then != samples:
+            raise TrainingError(
+                f"the training samples changed since {folder.name} ({then['count']} then, "
+                f"{samples['count']} now: an image that failed to load then loads now, or the "
+                "reverse): resuming would repeat or skip samples; start a new run"
+            )
         resumed_from = int(state["step"])
 
     dataset = SampleDataset(data.samples, processor, config.pad_to_square)

@@ -174,6 +174,22 @@ def test_resumed_run_ends_where_an_uninterrupted_one_does(tiny_dir: Path, tmp_pa
         torch.testing.assert_close(param, full_params[name], rtol=1e-5, atol=1e-6)
 
 
+def test_resume_over_other_samples_is_an_error(tiny_dir: Path, tmp_path: Path) -> None:
+    """One sample fewer now (an image that loaded then fails now): the epoch's order differs."""
+    config = small("instruct", batch_size=2, checkpoint_every=2)
+
+    def crash(report: StepReport) -> None:
+        if report.step == 3:
+            raise Interrupt
+
+    six = prepared(tiny_dir, tmp_path, "instruct", 6)
+    with pytest.raises(Interrupt):
+        train(tiny_dir, tmp_path, config, six, on_step=crash)
+    fewer = prepared(tiny_dir, tmp_path / "fewer", "instruct", 5)
+    with pytest.raises(TrainingError, match=r"samples changed since step-2 \(6 then, 5 now"):
+        train(tiny_dir, tmp_path, config, fewer, resume=True)
+
+
 def test_resume_without_a_checkpoint_is_an_error(tiny_dir: Path, tmp_path: Path) -> None:
     data = prepared(tiny_dir, tmp_path, "align")
     with pytest.raises(TrainingError, match="no checkpoint to resume from"):
