@@ -24,7 +24,6 @@ from prefect.cache_policies import NO_CACHE, CachePolicy
 from prefect.context import TaskRunContext
 from prefect.events import emit_event
 from prefect.runtime import flow_run
-from sqlalchemy import select
 
 from flows.stages import (
     curate_flow,
@@ -37,8 +36,7 @@ from flows.stages import (
     train_flow,
 )
 from ldrt_core.config import Settings, load_settings
-from ldrt_core.db import session_scope
-from ldrt_core.db.models import DatasetMember, DatasetVersion, TrainingRun
+from ldrt_core.train.runs import count_new_pairs
 from tasks.progress import FLUSH_ARTIFACTS
 from tasks.resources import lineage, migrated_lineage
 
@@ -72,64 +70,10 @@ def at_least_globs(threshold: int) -> list[str]:
 # ----------------------------------------------------------------------------- counting
 
 
-def _curated_root(session: Any, version_id: str) -> str | None:
-    """The curated version a derived (align, instruct) version was made from."""
-    seen: set[str] = set()
-    current: str | None = version_id
-    while current is not None and current not in seen:
-        seen.add(current)
-        version = session.get(DatasetVersion, current)
-        if version is None:
-            return None
-        if version.kind == "curated":
-            return str(version.id)
-        current = version.parent_id
-    return None
-
-
-def _train_members(session: Any, version_id: str | None) -> set[str]:
-    if version_id is None:
-        return set()
-    return set(
-        session.scalars(
-            select(DatasetMember.content_sha256).where(
-                DatasetMember.dataset_id == version_id, DatasetMember.split == "train"
-            )
-        )
-    )
-
-
 @task(name="count-new-pairs", tags={"ldrt"}, cache_policy=NO_CACHE, retries=1)
-def count_new_pairs(settings: Settings, dataset: str) -> dict[str, int]:
-    """Train pairs of a curated version not yet trained on (`new_pairs`), and not in the
-    curated version made before it (`added`)."""
-    with session_scope(lineage(settings)) as session:
-        current = session.get(DatasetVersion, dataset)
-        if current is None:
-            raise ValueError(f"no dataset version {dataset}")
-        members = _train_members(session, dataset)
-        trained_on = session.scalars(
-            select(TrainingRun.dataset_id)
-            .where(TrainingRun.status == "completed")
-            .order_by(TrainingRun.finished_at.desc(), TrainingRun.created_at.desc())
-            .limit(1)
-        ).first()
-        baseline = _curated_root(session, trained_on) if trained_on else None
-        previous = session.scalars(
-            select(DatasetVersion.id)
-            .where(
-                DatasetVersion.kind == "curated",
-                DatasetVersion.id != dataset,
-                DatasetVersion.created_at <= current.created_at,
-            )
-            .order_by(DatasetVersion.created_at.desc(), DatasetVersion.id)
-            .limit(1)
-        ).first()
-        return {
-            "new_pairs": len(members - _train_members(session, baseline)),
-            "added": len(members - _train_members(session, previous)),
-            "train_pairs": len(members),
-        }
+def count_new_pairs_task(settings: Settings, dataset: str) -> dict[str, int]:
+    """Train pairs of a curated version not yet trained on, and new since the one before."""
+    return count_new_pairs(lineage(settings), dataset)
 
 
 def _once_per_run(context: TaskRunContext, parameters: dict[str, Any]) -> str:
@@ -187,7 +131,7 @@ def prepare(
         stages.run(extract_flow, retry_failed=retry)
         dataset = stages.run(curate_flow, config=curation)
         versions = stages.run(qa_flow, dataset=dataset, backend=qa_backend)
-        counts = count_new_pairs(settings, dataset)
+        counts = count_new_pairs_task(settings, dataset)
         payload: dict[str, Any] = {
             "new_pairs": counts["new_pairs"],
             "added": counts["added"],

@@ -32,11 +32,12 @@ from typing import Any
 
 import torch
 from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
 from ldrt_core.config import Settings
 from ldrt_core.curate.dataset import find_version
 from ldrt_core.db import session_scope
-from ldrt_core.db.models import DatasetVersion, TrainingRun
+from ldrt_core.db.models import DatasetMember, DatasetVersion, TrainingRun
 from ldrt_core.errors import LdrtError, TrainingError
 from ldrt_core.store import ArtifactStore
 from ldrt_core.train.data import PreparedData, prepare_samples
@@ -140,6 +141,66 @@ def deepspeed_config_path(name: str | None) -> str | None:
         return str(Path(name).absolute())
     known = ", ".join(sorted(p.stem for p in DEEPSPEED_CONFIGS.glob("*.json")))
     raise TrainingError(f"no DeepSpeed config {name!r}: give a JSON file or one of {known}")
+
+
+def count_new_pairs(engine: Engine, dataset: str) -> dict[str, int]:
+    """Train pairs of curated version `dataset` not yet trained on (`new_pairs`: not in the
+    curated version behind the newest completed training run; all of them before the first),
+    and not in the curated version made before it (`added`), of `train_pairs` in all."""
+    with session_scope(engine) as session:
+        current = session.get(DatasetVersion, dataset)
+        if current is None:
+            raise LdrtError(f"no dataset version {dataset}")
+        members = _train_members(session, dataset)
+        trained_on = session.scalars(
+            select(TrainingRun.dataset_id)
+            .where(TrainingRun.status == "completed")
+            .order_by(TrainingRun.finished_at.desc(), TrainingRun.created_at.desc())
+            .limit(1)
+        ).first()
+        baseline = _curated_root(session, trained_on) if trained_on else None
+        previous = session.scalars(
+            select(DatasetVersion.id)
+            .where(
+                DatasetVersion.kind == "curated",
+                DatasetVersion.id != dataset,
+                DatasetVersion.created_at <= current.created_at,
+            )
+            .order_by(DatasetVersion.created_at.desc(), DatasetVersion.id)
+            .limit(1)
+        ).first()
+        return {
+            "new_pairs": len(members - _train_members(session, baseline)),
+            "added": len(members - _train_members(session, previous)),
+            "train_pairs": len(members),
+        }
+
+
+def _curated_root(session: Session, version_id: str) -> str | None:
+    """The curated version a derived (align, instruct) version was made from."""
+    seen: set[str] = set()
+    current: str | None = version_id
+    while current is not None and current not in seen:
+        seen.add(current)
+        version = session.get(DatasetVersion, current)
+        if version is None:
+            return None
+        if version.kind == "curated":
+            return str(version.id)
+        current = version.parent_id
+    return None
+
+
+def _train_members(session: Session, version_id: str | None) -> set[str]:
+    if version_id is None:
+        return set()
+    return set(
+        session.scalars(
+            select(DatasetMember.content_sha256).where(
+                DatasetMember.dataset_id == version_id, DatasetMember.split == "train"
+            )
+        )
+    )
 
 
 # ------------------------------------------------------------------------------ training
