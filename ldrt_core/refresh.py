@@ -144,15 +144,15 @@ def _left_behind(
     failed ones, however old."""
     statuses = ["pending", "failed"] if retry_failed else ["pending"]
     with session_scope(engine) as session:
-        ids = session.scalars(
-            select(Paper.id)
+        rows = session.execute(
+            select(Paper.id, Paper.pdf_url)
             .where(
                 Paper.source == source.name.partition(":")[0],
                 Paper.download_status.in_(statuses),
             )
             .order_by(Paper.id)
         )
-        return [i for i in ids if i not in queued]
+        return [i for i, url in rows if i not in queued and source.holds(url)]
 
 
 def _take(records: Iterator[PaperRecord], n: int) -> tuple[list[PaperRecord], LdrtError | None]:

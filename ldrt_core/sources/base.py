@@ -26,5 +26,10 @@ class PaperSource(ABC):
     def open_pdf(self, paper: PaperRecord) -> AbstractContextManager[BinaryIO]:
         """A checked stream of the paper's PDF bytes (see `ldrt_core.download`)."""
 
+    def holds(self, pdf_url: str | None) -> bool:
+        """Whether a paper of this kind of source, with this link, is this source's to fetch:
+        every one for an API; for a folder, only the files in it."""
+        return True
+
     def close(self) -> None:  # noqa: B027 - most sources hold nothing to release
         """Release connections."""

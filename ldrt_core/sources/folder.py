@@ -74,6 +74,11 @@ class FolderSource(PaperSource):
         records.sort(key=lambda r: (r.publication_date or dt.date.min, r.external_id))
         yield from records
 
+    def holds(self, pdf_url: str | None) -> bool:
+        """Folder papers share one namespace: a paper another folder found (and its refresh
+        left to download) is not this folder's unless the file is here too."""
+        return bool(pdf_url) and (self.folder / str(pdf_url)).is_file()
+
     @contextmanager
     def open_pdf(self, paper: PaperRecord) -> Iterator[BinaryIO]:
         path = (self.folder / str(paper.pdf_url)).resolve()

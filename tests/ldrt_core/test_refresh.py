@@ -18,7 +18,7 @@ from ldrt_core.config import Settings, load_settings
 from ldrt_core.db.models import Document, Paper, RefreshCursor
 from ldrt_core.errors import SourceAuthError, SourceUnavailableError, StoreUnavailableError
 from ldrt_core.fsck import check
-from ldrt_core.refresh import RefreshSummary, refresh
+from ldrt_core.refresh import RefreshSummary, discover, refresh
 from ldrt_core.sources import open_source
 from ldrt_core.sources.semantic_scholar import RateLimiter, paper_from_s2
 from ldrt_core.store import ArtifactStore, open_store
@@ -360,6 +360,25 @@ def test_folder_source_skips_folders_and_records_a_vanished_pdf(tmp_path: Path) 
     assert gone.download_status == "failed" and "cannot read" in (gone.download_error or "")
     assert "No such file" in (gone.download_error or "")
     env.assert_consistent()
+
+
+def test_a_folder_leaves_another_folders_papers_alone(tmp_path: Path) -> None:
+    """A refresh of folder A stopped before its downloads; refreshing folder B must not try
+    (and fail) A's paper, which stays pending for A's next refresh."""
+    settings = load_settings({"LDRT_HOME": str(tmp_path / "home")})
+    engine = db.connect(settings)
+    db.upgrade(engine)
+    env = Env(settings, engine, open_store(settings))
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / f"only-in-{name}.pdf").write_bytes(minimal_pdf(f"paper {name}"))
+    discover(engine, open_source(settings, f"folder:{tmp_path / 'a'}"), "q")
+    for _ in range(2):
+        b = env.run(source=f"folder:{tmp_path / 'b'}")
+        assert b.failed == 0 and b.failures == []
+    assert env.papers()["folder:only-in-a"].download_status == "pending"
+    a = env.run(source=f"folder:{tmp_path / 'a'}")
+    assert (a.downloaded, a.failed) == (1, 0)
 
 
 def test_an_unexpected_error_is_recorded_and_the_other_downloads_finish(tmp_path: Path) -> None:
