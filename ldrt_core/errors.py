@@ -134,3 +134,7 @@ class TrainingError(LdrtError):
 
 class TrainingDataError(TrainingError):
     """The dataset version gave no usable training sample (each skip is counted with a reason)."""
+
+
+class CheckpointMismatchError(TrainingError):
+    """The checkpoint was made over other training samples than the run has now."""

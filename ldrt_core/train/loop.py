@@ -39,7 +39,7 @@ from typing import Any
 
 import torch
 
-from ldrt_core.errors import TrainingError
+from ldrt_core.errors import CheckpointMismatchError, TrainingError
 from ldrt_core.train.data import Collator, PreparedData, SampleDataset
 from ldrt_core.train.model import (
     drop_input_grad_hooks,
@@ -291,7 +291,7 @@ def run_training(
         state, curve = _load_checkpoint(folder, model, optimizer, scheduler, engine, config)
         then = state.setdefault("data", samples)  # checkpoints before this check: trusted
         if then != samples:
-            raise TrainingError(
+            raise CheckpointMismatchError(
                 f"the training samples changed since {folder.name} ({then['count']} then, "
                 f"{samples['count']} now: an image that failed to load then loads now, or the "
                 "reverse): resuming would repeat or skip samples; start a new run"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -38,7 +39,7 @@ from ldrt_core.config import Settings
 from ldrt_core.curate.dataset import find_version
 from ldrt_core.db import session_scope
 from ldrt_core.db.models import DatasetMember, DatasetVersion, TrainingRun
-from ldrt_core.errors import LdrtError, TrainingError
+from ldrt_core.errors import CheckpointMismatchError, LdrtError, TrainingError
 from ldrt_core.store import ArtifactStore
 from ldrt_core.train.data import PreparedData, prepare_samples
 from ldrt_core.train.loop import (
@@ -74,6 +75,9 @@ __all__ = [
 
 DEEPSPEED_CONFIGS = Path(__file__).with_name("deepspeed")
 TRAIN_FILES = {"align": "align_train.json", "instruct": "llava_instruct_train.json"}
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -284,7 +288,10 @@ def train_stage(
                 dict(earlier.outputs or {}),
             )
         if earlier is not None and _checkpoint_ready(store, work_dir, earlier.id):
-            return _run(engine, store, work_dir, earlier.id, True, on_step, on_prepare)
+            try:
+                return _run(engine, store, work_dir, earlier.id, True, on_step, on_prepare)
+            except CheckpointMismatchError as exc:  # recorded on that run; this one starts over
+                log.warning("run %s cannot resume (%s); training anew", earlier.id[:12], exc)
     run_id = str(uuid.uuid4())
     if _rank() == 0:
         with session_scope(engine) as session:

@@ -214,6 +214,36 @@ def test_a_retried_flow_run_picks_up_its_own_training(world: dict[str, Any]) -> 
     assert train(str(uuid.uuid4())).run_id != failed.id and steps == [1, 2, 3, 4]
 
 
+def test_a_retry_over_changed_samples_trains_anew(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The crashed attempt's checkpoint was made over other samples (an image that loaded then
+    fails now): its run cannot resume, so the retry starts a new one."""
+    import ldrt_core.train.runs as runs
+
+    settings = config("instruct", max_steps=4, checkpoint_every=2, learning_rate=4e-3)
+    flow_run = str(uuid.uuid4())
+
+    def crash(report: StepReport) -> None:
+        if report.step == 3:
+            raise Crash("worker lost")
+
+    with pytest.raises(Crash):
+        train_instruct(world, settings, on_step=crash, flow_run_id=flow_run)
+    crashed = find_latest(world["engine"], "failed")
+    prepare = runs._prepare
+
+    def one_fewer(*args: Any, **kwargs: Any) -> Any:
+        data = prepare(*args, **kwargs)
+        data.samples = data.samples[:-1]
+        return data
+
+    monkeypatch.setattr(runs, "_prepare", one_fewer)
+    retried = train_instruct(world, settings, flow_run_id=flow_run)
+    assert retried.run_id != crashed.id and retried.metrics["steps"] == 4
+    assert "samples changed since step-2" in (row(world["engine"], crashed.id).error or "")
+
+
 def find_latest(engine: Engine, status: str) -> TrainingRun:
     from sqlalchemy import select
 
