@@ -68,40 +68,52 @@ def with_marker_markdown(
     """Marker's markdown in place of PDFium's when `models_dir` (LDRT_MARKER_MODELS) is set;
     figures stay PDFium's (they come with their captions).
 
-    When Marker cannot run (not installed, no such folder) the document comes back as it is and
-    the reason is logged once; when it fails on this PDF, the same, logged for the PDF. The
-    converter (its models) is loaded once per process and used by one thread at a time."""
+    When Marker cannot run (not installed, no such folder, its models do not load) the document
+    comes back as it is and the reason is logged once a process; when it fails on this PDF, the
+    same, logged for the PDF. The converter (its models) is loaded once per process and used by
+    one thread at a time, with no time limit of its own (the worker's is PDFium's)."""
     if not models_dir:
         return document
     usable, why = marker_status(models_dir)
+    if usable and models_dir in _unloadable:
+        usable, why = False, _unloadable[models_dir]
     if not usable:
-        if why not in _told:
-            _told.add(why)
-            log.warning("markdown: %s", why)
+        _say_once(why)
         return document
-    try:
-        with _marker_lock, tempfile.NamedTemporaryFile(suffix=".pdf") as file:
-            file.write(pdf)
-            file.flush()
-            markdown = _marker_markdown(file.name, models_dir)
-    except Exception as exc:  # a third-party model stack: any failure falls back, loudly
-        log.warning(
-            "markdown: Marker failed (%s: %s); this document keeps PDFium's",
-            type(exc).__name__,
-            exc,
-        )
-        return document
-    return replace(document, markdown=markdown, engine="marker")
+    with _marker_lock:
+        try:
+            converter, text_from_rendered = _marker_converter(models_dir)
+        except Exception as exc:  # a third-party model stack: say it once, then use PDFium
+            _unloadable[models_dir] = (
+                f"Marker could not load its models from {models_dir} "
+                f"({type(exc).__name__}: {exc}); using PDFium"
+            )
+            _say_once(_unloadable[models_dir])
+            return document
+        try:
+            with tempfile.NamedTemporaryFile(suffix=".pdf") as file:
+                file.write(pdf)
+                file.flush()
+                markdown, _, _ = text_from_rendered(converter(file.name))
+        except Exception as exc:  # fails on this PDF: it keeps PDFium's, loudly
+            log.warning(
+                "markdown: Marker failed (%s: %s); this document keeps PDFium's",
+                type(exc).__name__,
+                exc,
+            )
+            return document
+    return replace(document, markdown=str(markdown), engine="marker")
 
 
 _told: set[str] = set()  # reasons already logged: one warning a process, not one a document
+_unloadable: dict[str, str] = {}  # models folder -> why Marker did not load from it
 _marker_lock = threading.Lock()
 
 
-def _marker_markdown(pdf_path: str, models_dir: str) -> str:
-    converter, text_from_rendered = _marker_converter(models_dir)
-    markdown, _, _ = text_from_rendered(converter(pdf_path))
-    return str(markdown)
+def _say_once(why: str) -> None:
+    if why not in _told:
+        _told.add(why)
+        log.warning("markdown: %s", why)
 
 
 @functools.cache

@@ -142,6 +142,8 @@ class _Requester(ApiRequester):  # type: ignore[misc]
         a page before we see any, and a single bad one (a null, a date like "2024-01") would
         end the search with a bare ValueError or TypeError. Bad items are dropped and counted."""
         try:
+            if not isinstance(item, dict):
+                raise TypeError(f"an item that is not an object: {item!r:.40}")
             Paper(item)
         except (AttributeError, KeyError, TypeError, ValueError):
             self.dropped += 1

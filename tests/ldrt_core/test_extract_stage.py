@@ -114,6 +114,7 @@ def marker_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     def reset() -> None:
         extract._marker_converter.cache_clear()
         extract._told.clear()
+        extract._unloadable.clear()
         for name in [m for m in sys.modules if m == "marker" or m.startswith("marker.")]:
             del sys.modules[name]
 
@@ -173,3 +174,19 @@ def test_without_marker_or_when_it_fails_the_markdown_is_pdfiums(
     assert outcome.status == "ok"
     assert "Marker failed (RuntimeError: CUDA out of memory)" in caplog.text
     assert "Marker" not in markdown_of(engine, store, failing)
+
+
+def test_marker_models_that_do_not_load_are_tried_once(
+    marker_world: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine, store, shas, weights = marker_world
+    weights.mkdir()
+    (weights / "broken").touch()
+    monkeypatch.syspath_prepend(str(STANDIN))
+    options = ExtractOptions(marker_models=str(weights))
+    with caplog.at_level(logging.WARNING, "ldrt_core.extract"):
+        for sha in shas:
+            assert extract_document(engine, store, sha, options=options).status == "ok"
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert "Marker could not load its models" in warning and "no model weights" in warning
+    assert not any("Marker" in markdown_of(engine, store, sha) for sha in shas)

@@ -320,6 +320,8 @@ def test_unreadable_items_and_malformed_links_do_not_stop_a_refresh(tmp_path: Pa
     papers[1].pdf_url = "https://example.org:99999/paper.pdf"  # a port out of range
     odd = [
         None,
+        "a string",
+        [],
         {"paperId": "B", "title": "a month, not a date", "publicationDate": "2024-01"},
         {"paperId": "C", "title": "a null author", "authors": [None]},
     ]
@@ -328,7 +330,7 @@ def test_unreadable_items_and_malformed_links_do_not_stop_a_refresh(tmp_path: Pa
         source = open_source(env.settings, "s2")
         try:
             summary = refresh(env.engine, env.store, source, "q", retries=0)
-            assert source.skipped == 3  # type: ignore[attr-defined]
+            assert source.skipped == 5  # type: ignore[attr-defined]
         finally:
             source.close()
     assert (summary.found, summary.downloaded, summary.failed) == (4, 3, 1)
