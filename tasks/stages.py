@@ -295,6 +295,7 @@ def train_stage_task(
         parent_run=parent_run,
         on_step=lambda report: progress(report.step, report.total_steps),
         flow_run_id=_flow_run_id(),
+        root_flow_run_id=flow_run.get_root_flow_run_id(),  # the same in every retry
     )
 
 

@@ -186,6 +186,8 @@ class TrainingRun(Timestamped, Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     error: Mapped[str | None] = mapped_column(Text)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The top flow run (of a retried one, every attempt's): flow_run_id is its subflow's.
+    root_flow_run_id: Mapped[str | None] = mapped_column(FlowRunId, index=True)
 
     __table_args__ = (
         CheckConstraint("status IN ('running', 'completed', 'failed')", name="status"),

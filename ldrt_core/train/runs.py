@@ -260,6 +260,7 @@ def train_stage(
     on_step: Callable[[StepReport], None] | None = None,
     on_prepare: Callable[[int, int], None] | None = None,
     flow_run_id: str | None = None,
+    root_flow_run_id: str | None = None,
 ) -> RunSummary:
     """Train one stage on `dataset` from `base_model`, recording the run. `parent_run` (stage 2):
     a completed stage-1 run whose projector is loaded first.
@@ -267,14 +268,17 @@ def train_stage(
     In a flow run that already started this same training (a retried flow run: its earlier
     attempt failed or crashed), that run is picked up rather than started over: returned as it
     is when it has completed since (`ldrt train --resume` by hand), resumed from its newest
-    checkpoint when it has one. One process only; a multi-process launch always starts anew."""
+    checkpoint when it has one. The flow run is `root_flow_run_id`, the top one (Prefect retries
+    a parent with new subflow runs), else `flow_run_id`. One process only; a multi-process
+    launch always starts anew."""
+    root_flow_run_id = root_flow_run_id or flow_run_id
     version = resolve_dataset(engine, dataset, config.stage)
     parent = find_run(engine, parent_run) if parent_run else None
     if parent is not None and parent.status != "completed":
         raise TrainingError(f"run {parent.id[:12]} is {parent.status}, not completed")
     config_hash = _config_hash(config, base_model, version.id, parent)
-    if flow_run_id and int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        earlier = _own_run(engine, flow_run_id, config_hash)
+    if root_flow_run_id and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        earlier = _own_run(engine, root_flow_run_id, config_hash)
         if earlier is not None and earlier.status == "completed":
             data = dict(earlier.metrics or {}).get("data", {})
             return RunSummary(
@@ -306,6 +310,7 @@ def train_stage(
                     config=config.as_dict(),
                     config_hash=config_hash,
                     flow_run_id=flow_run_id,
+                    root_flow_run_id=root_flow_run_id,
                 )
             )
     run_id = _from_rank0(run_id)  # sent once the row is committed: other ranks then read it
@@ -333,12 +338,15 @@ def resume_stage(
     return _run(engine, store, work_dir, row.id, True, on_step, on_prepare)
 
 
-def _own_run(engine: Engine, flow_run_id: str, config_hash: str) -> TrainingRun | None:
-    """The newest run flow run `flow_run_id` started with this configuration, data and parent."""
+def _own_run(engine: Engine, root_flow_run_id: str, config_hash: str) -> TrainingRun | None:
+    """The newest run the flow run started with this configuration, data and parent."""
     with session_scope(engine) as session:
         return session.scalars(
             select(TrainingRun)
-            .where(TrainingRun.flow_run_id == flow_run_id, TrainingRun.config_hash == config_hash)
+            .where(
+                TrainingRun.root_flow_run_id == root_flow_run_id,
+                TrainingRun.config_hash == config_hash,
+            )
             .order_by(TrainingRun.created_at.desc())
             .limit(1)
         ).first()

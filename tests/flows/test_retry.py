@@ -122,3 +122,39 @@ def test_retrying_a_failed_pipeline_run_reruns_only_the_failed_item(
     finally:
         with get_client(sync_client=True) as client:
             client.clear_server_default_result_storage()
+
+
+def test_retrying_a_retrain_resumes_its_training_from_the_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The GPU worker is lost at step 3 of stage 2 (a checkpoint at step 2): the retry, in new
+    subflow runs, takes the finished stage 1 and resumes stage 2, not trains it again."""
+    from flows.retraining import prepare, retrain
+    from tasks.progress import ProgressArtifact
+
+    monkeypatch.setenv("LDRT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LDRT_TRAIN_CHECKPOINT_EVERY", "2")
+    write_sample_corpus(tmp_path / "papers", papers=4, seed=4)
+    papers = f"folder:{tmp_path / 'papers'}"
+    prepare(source=papers, curation={"eval_share": 0.3}, qa_backend="template")
+    shown = ProgressArtifact.__call__
+
+    def lost_at_step_3(self: ProgressArtifact, done: int, total: int) -> None:
+        if self.description.startswith("training instruct") and done == 3:
+            raise RuntimeError("the GPU worker is gone")
+        shown(self, done, total)
+
+    monkeypatch.setattr(ProgressArtifact, "__call__", lost_at_step_3)
+    parameters = {"base_model": "tiny-random", "max_steps": 4, "eval_limit": 2, "max_new_tokens": 8}
+    state = retrain(**parameters, return_state=True)
+    assert state.is_failed()
+    monkeypatch.setattr(ProgressArtifact, "__call__", shown)  # the worker is back
+
+    retry_flow_run(flow_run_id(state), "flows/retraining.py:retrain")
+    engine = db.connect(load_settings({"LDRT_HOME": str(tmp_path / "home")}))
+    with db.session_scope(engine) as session:
+        runs = {r.stage: r for r in session.scalars(select(TrainingRun))}
+        assert len(list(session.scalars(select(TrainingRun)))) == 2  # one a stage: none anew
+    assert all(r.status == "completed" for r in runs.values())
+    assert runs["instruct"].metrics["resumed_from_step"] == 2
+    assert runs["instruct"].metrics["steps"] == 4
