@@ -20,6 +20,7 @@ import itertools
 import json
 import math
 import re
+import statistics
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -61,6 +62,7 @@ TEXT_METRICS = (
 SCORE_DIGITS = 2
 MAX_SCORE = 10  # judges score 0..10
 CONFIDENCE = 0.95
+MIN_FIGURES = 5  # fewer figures get no interval: too few clusters to resample
 TOP_HEDGES = 10
 PLOT_DPI = 100
 # The reproduced paper's Table 1 and hedging count, for readers to hold our numbers against.
@@ -299,8 +301,17 @@ def difference(
         for b, t, f in zip(baseline, tuned, figures, strict=True)
         if b is not None and t is not None
     ]
-    out: dict[str, Any] = {"n": len(kept), "estimate": None, "low": None, "high": None}
+    figures_seen = {f for _, _, f in kept}
+    out: dict[str, Any] = {
+        "n": len(kept),
+        "figures": len(figures_seen),
+        "estimate": None,
+        "low": None,
+        "high": None,
+    }
     if kept:
+        out["estimate"] = statistics.fmean(t - b for b, t, _ in kept)
+    if len(figures_seen) >= MIN_FIGURES:
         # mean(second) - mean(first), resampling the same figures on both sides.
         diff = bootstrap_difference(
             [b for b, _, _ in kept],
@@ -311,7 +322,6 @@ def difference(
             seed=seed,
         )
         out.update(estimate=diff.estimate, low=diff.low, high=diff.high, resamples=diff.resamples)
-        out["figures"] = len({f for _, _, f in kept})
     return out
 
 
@@ -509,15 +519,18 @@ def md_differences(data: Mapping[str, Any], plots: Mapping[str, bytes]) -> list[
     for name, diff, digits in named:
         low, high = number(diff["low"], digits, True), number(diff["high"], digits, True)
         interval = "—" if diff["low"] is None else f"[{low}, {high}]"
-        rows.append([name, number(diff["estimate"], digits, True), interval, diff["n"]])
+        estimate = number(diff["estimate"], digits, True)
+        rows.append([name, estimate, interval, diff["n"], diff.get("figures", "")])
     return [
         f"## Differences ({diffs['direction']})",
         "",
-        *table(["Metric", "Difference", f"{percent}% CI", "Paired items"], rows),
+        *table(["Metric", "Difference", f"{percent}% CI", "Paired items", "Figures"], rows),
         "",
         f"Paired bootstrap over items both models answered ({percent}% percentile interval), "
         "resampling whole figures: the turns of a conversation about one figure are not "
-        "independent evidence. For a judge, only items it scored for both.",
+        f"independent evidence. No interval (—) on fewer than {MIN_FIGURES} figures: resampling "
+        "so few says more about the resampling than about the models. For a judge, only items "
+        "it scored for both.",
     ]
 
 

@@ -153,22 +153,31 @@ def test_differences_are_tuned_minus_base_on_items_both_have(report: Report) -> 
 
 
 def test_differences_resample_whole_figures() -> None:
-    """Three turns about one figure are one figure's evidence: 2 figures, not 6 items."""
+    """Three turns about one figure are one figure's evidence: 6 figures, not 18 items. With
+    fewer than 5 figures there is no interval, only the difference."""
 
-    def result(label: str, scores: list[float]) -> ModelResult:
-        ids = [f"{figure}-conversation#{turn}" for figure in ("f1", "f2") for turn in range(3)]
+    def result(label: str, figures: list[str], scores: list[float]) -> ModelResult:
+        ids = [f"{figure}-conversation#{turn}" for figure in figures for turn in range(3)]
+        per_item = [score for score in scores for _ in range(3)]
         return ModelResult(
-            label, label, [item(i, CONV, s, s) for i, s in zip(ids, scores, strict=True)]
+            label, label, [item(i, CONV, s, s) for i, s in zip(ids, per_item, strict=True)]
         )
 
-    built = build_report(
-        result("base", [1, 1, 1, 5, 5, 5]), result("tuned", [2, 2, 2, 9, 9, 9]), judges=JUDGES
-    )
+    six = [f"f{i}" for i in range(6)]
+    base, tuned = [1, 1, 1, 5, 5, 5], [2, 3, 2, 9, 6, 9]  # figure differences 1, 2, 1, 4, 1, 4
+    built = build_report(result("base", six, base), result("tuned", six, tuned), judges=JUDGES)
     a = built.data["differences"]["scores"]["judge-a"]
-    assert (a["n"], a["figures"], a["estimate"]) == (6, 2, pytest.approx(2.5))
-    # Resampling the two figures: the interval's ends are their own differences, 1 and 4.
-    assert (a["low"], a["high"]) == (pytest.approx(1.0), pytest.approx(4.0))
+    assert (a["n"], a["figures"], a["estimate"]) == (18, 6, pytest.approx(13 / 6))
+    # Any resample of whole figures averages figure differences: between the least and most.
+    assert 1.0 <= a["low"] < a["estimate"] < a["high"] <= 4.0
     assert "resampling whole figures" in built.markdown
+    assert "| judge-a | +2.17 |" in built.markdown and "| 18 | 6 |" in built.markdown
+
+    two = build_report(
+        result("base", six[:2], base[:2]), result("tuned", six[:2], tuned[:2]), judges=JUDGES
+    )
+    few = two.data["differences"]["scores"]["judge-a"]
+    assert (few["figures"], few["estimate"], few["low"], few["high"]) == (2, 1.5, None, None)
 
 
 def test_judge_agreement_per_model_on_items_both_judges_scored(report: Report) -> None:
@@ -250,6 +259,7 @@ def test_a_model_with_no_answers_still_gives_a_report() -> None:
     report = build_report(base_result(), empty, judges=JUDGES)
     assert report.data["differences"]["scores"]["judge-a"] == {
         "n": 0,
+        "figures": 0,
         "estimate": None,
         "low": None,
         "high": None,
