@@ -24,6 +24,8 @@ _PREFIX: Final = re.compile(
     re.IGNORECASE,
 )
 COPY_WORDS: Final = 12  # this many consecutive caption words in an answer is a copy
+# Bump when the rules change: cleaned turns are cached (ldrt_core.qa.generate keys them by it).
+CLEAN_VERSION: Final = "clean-1"
 
 
 def clean_turn(question: str, answer: str, caption: str) -> tuple[str, str] | str:

@@ -27,7 +27,7 @@ from ldrt_core.db.models import DatasetMember, DatasetVersion, Pair
 from ldrt_core.errors import LdrtError
 from ldrt_core.extract.labels import caption_body, split_sentences
 from ldrt_core.llm import Completion, LLMClient, Message, Request
-from ldrt_core.qa.clean import clean_turn
+from ldrt_core.qa.clean import CLEAN_VERSION, clean_turn
 from ldrt_core.qa.prompts import (
     ALIGN_VERSION,
     BRIEF_INSTRUCTIONS,
@@ -70,8 +70,19 @@ class QAGenerator(ABC):
         """One result per item, in order; a bad item is a result with an error."""
 
     def cache_key(self, item: QAInput) -> str:
+        """Everything the cached conversations depend on: the pair (image and caption), what the
+        prompt adds (title, citing sentences), the prompt, the cleaning rules, model, sampling."""
         spec = json.dumps(
-            [item.pair_sha256, PROMPT_VERSION, self.model_id, self.sampling], sort_keys=True
+            [
+                item.pair_sha256,
+                item.title,
+                list(item.mentions),
+                PROMPT_VERSION,
+                CLEAN_VERSION,
+                self.model_id,
+                self.sampling,
+            ],
+            sort_keys=True,
         )
         return hashlib.sha256(spec.encode()).hexdigest()
 

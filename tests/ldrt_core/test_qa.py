@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections import Counter
@@ -17,6 +18,7 @@ from ldrt_core.db.models import DatasetVersion
 from ldrt_core.llm.openai_http import OpenAIHTTPClient
 from ldrt_core.qa import LLMQAGenerator, TemplateQAGenerator, generate_for_dataset
 from ldrt_core.qa.clean import clean_turn
+from ldrt_core.qa.generate import QAInput
 from ldrt_core.qa.prompts import BRIEF_INSTRUCTIONS, SCHEMA
 from ldrt_core.store import ArtifactStore
 from tests.support.corpus import extracted_world
@@ -28,6 +30,22 @@ CAPTION = (
     "Figure 2. Dose-dependent changes in IL-6 after LDRT in mice with collagen-induced "
     "arthritis, measured over seventy-two hours of follow-up."
 )
+
+
+def test_the_cache_key_covers_what_the_prompt_is_made_of() -> None:
+    """Better citing sentences after a re-extraction, or a corrected title, are a new prompt:
+    its conversations are generated again, not taken from the cache."""
+    caption = "Figure 1. Cell counts."
+    base = QAInput("ab" * 32, "figures/x.png", caption, ("It rose.",), "T", "train")
+    generator = TemplateQAGenerator()
+    key = generator.cache_key(base)
+    assert generator.cache_key(dataclasses.replace(base, image="figures/y.png")) == key
+    for changed in (
+        dataclasses.replace(base, mentions=("It rose after 0.5 Gy (Figure 1).",)),
+        dataclasses.replace(base, title="T (corrected)"),
+        dataclasses.replace(base, pair_sha256="cd" * 32),
+    ):
+        assert generator.cache_key(changed) != key
 
 
 @pytest.mark.parametrize(
