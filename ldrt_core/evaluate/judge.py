@@ -62,6 +62,9 @@ JUDGE_PROMPT_VERSION: Final = "judge-v1"
 MAX_SCORE: Final = 10
 
 _MAX_RAW = 2000  # characters of the judge's text kept on a verdict: enough to audit a grade
+# A verdict cut off mid-sentence may still hold score-like phrases ("a score of 10 would need"),
+# which would read as a grade: none is taken from it.
+CUT_OFF = "the judge's answer was cut off at its max_tokens: no score taken from it"
 _MAX_REASON = 600  # characters of a reason taken from prose (no JSON reason to quote)
 _MAX_DECODE_TRIES = 200  # `{` positions tried when digging JSON objects out of prose
 
@@ -306,7 +309,9 @@ class Judge:
         ]
         verdicts = []
         for outcome in self._ask(requests):
-            if isinstance(outcome, Completion):
+            if isinstance(outcome, Completion) and outcome.finish_reason == "length":
+                verdicts.append(Verdict(None, "", _cut(outcome.text), CUT_OFF))
+            elif isinstance(outcome, Completion):
                 verdicts.append(parse_verdict(outcome.text))
             else:
                 verdicts.append(Verdict(None, "", "", f"judge request failed: {outcome.error}"))
@@ -329,9 +334,11 @@ class Judge:
                     answer_b=second,
                 )
                 requests.append(self._request(PAIR_SYSTEM, user, PAIR_SCHEMA))
-        readings = []
+        readings: list[tuple[str, Choice | None, str | None]] = []
         for outcome in self._ask(requests):
-            if isinstance(outcome, Completion):
+            if isinstance(outcome, Completion) and outcome.finish_reason == "length":
+                readings.append((_cut(outcome.text), None, CUT_OFF))
+            elif isinstance(outcome, Completion):
                 readings.append((_cut(outcome.text), *_read_pair(outcome.text)))
             else:
                 readings.append(("", None, f"judge request failed: {outcome.error}"))

@@ -161,6 +161,15 @@ def validate_json(text: str, schema: Mapping[str, Any] | Validator) -> Any:
     return value
 
 
+def cut_off(max_tokens: int, reason: str) -> str:
+    """Why an answer cut off at `max_tokens` before its JSON was whole fails at once: asked
+    again at the same limit, with the longer prompt a re-ask makes, it would be cut again."""
+    return (
+        f"the answer was cut off at max_tokens={max_tokens} before it was whole ({reason}); "
+        "raise max_tokens"
+    )
+
+
 def _wanted_kind(schema: Any) -> tuple[type, ...]:
     kind = schema.get("type") if isinstance(schema, Mapping) else None
     if kind == "object":

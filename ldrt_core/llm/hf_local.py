@@ -38,6 +38,7 @@ from ldrt_core.llm.base import (
     LLMError,
     Request,
     compile_schema,
+    cut_off,
     validate_json,
 )
 
@@ -211,7 +212,7 @@ class HFLocalClient(LLMClient):
         except InvalidOutputError as exc:
             reason = str(exc)
             if output.finish_reason == "length":
-                reason += f" (cut off at max_tokens={item.request.max_tokens})"
+                return Failure(cut_off(item.request.max_tokens, reason), item.attempts)
             if item.attempts > self.max_invalid_retries:
                 return Failure(
                     f"invalid answer after {item.attempts} attempts "

@@ -48,6 +48,7 @@ from ldrt_core.llm.base import (
     Message,
     Request,
     compile_schema,
+    cut_off,
     validate_json,
 )
 
@@ -221,7 +222,7 @@ class OpenAIHTTPClient(LLMClient):
                     invalid += 1
                     reason = str(exc)
                     if finish == "length":
-                        reason += f" (cut off at max_tokens={request.max_tokens})"
+                        return Failure(cut_off(request.max_tokens, reason), attempts)
                     if invalid > self.max_invalid_retries:
                         return Failure(
                             f"invalid answer after {attempts} attempts "

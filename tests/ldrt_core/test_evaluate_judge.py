@@ -33,7 +33,7 @@ from ldrt_core.evaluate.judge import (
 )
 from ldrt_core.llm import Completion, Failure, LLMClient, LLMConfigError, Request
 from ldrt_core.llm.openai_http import OpenAIHTTPClient
-from tests.support.openai_replay import OpenAIReplay, Reply, Status
+from tests.support.openai_replay import Answer, OpenAIReplay, Reply, Status
 
 pytestmark = pytest.mark.unit
 
@@ -321,6 +321,17 @@ def test_grading_over_http_scores_each_item_and_isolates_failures() -> None:
     assert body["response_format"]["json_schema"]["schema"] == SCORE_SCHEMA
     assert (body["model"], body["temperature"], body["max_tokens"]) == ("judge-model", 0, 400)
     assert all(JUDGE_NAME not in json.dumps(b) for b in server.requests)
+
+
+def test_a_verdict_cut_off_at_max_tokens_gives_no_score() -> None:
+    """Half a reason can hold a score-like phrase; it is no grade."""
+    cut = '{"reason": "A score of 10 would need the doses and units; this answer gets the trend'
+    with OpenAIReplay(lambda body: Answer(cut, finish_reason="length")) as server:
+        [verdict] = Judge(JUDGE_NAME, http_client(server.url)).grade([item("cut", GOOD_ANSWER)])
+        [pair_verdict] = Judge(JUDGE_NAME, http_client(server.url)).compare(PAIRS[:1])
+    assert verdict.score is None and verdict.error is not None and "cut off" in verdict.error
+    assert verdict.raw.startswith('{"reason": "A score of 10')
+    assert pair_verdict.winner is None and "cut off" in (pair_verdict.error or "")
 
 
 def pick_by_key_fact(body: dict[str, Any]) -> Reply:

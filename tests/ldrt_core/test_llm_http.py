@@ -152,10 +152,13 @@ def test_a_schema_violation_forever_is_a_failure_after_max_invalid_retries() -> 
     assert "schema violation at label" in result.error and "photo" in result.error
 
 
-def test_a_truncated_answer_says_so() -> None:
+def test_a_truncated_answer_fails_at_once_and_says_so() -> None:
+    """Asked again at the same max_tokens, with a longer prompt, it would be cut again."""
     cut = Answer('{"label": "pl', finish_reason="length")
-    result = run([cut, cut], max_invalid_retries=1)
-    assert isinstance(result, Failure) and "max_tokens=1024" in result.error
+    with OpenAIReplay([cut, cut, cut]) as server:
+        [result] = client(server.url, max_invalid_retries=2).complete_batch([ask()])
+    assert isinstance(result, Failure) and result.attempts == 1 and server.chat_hits == 1
+    assert "cut off at max_tokens=1024" in result.error and "raise max_tokens" in result.error
 
 
 # ------------------------------------------------------------------------- transient errors
