@@ -300,10 +300,13 @@ def _score(
 def _judge(
     store: ArtifactStore, judge: Judge, items: Sequence[EvalItem], answers: Sequence[str]
 ) -> list[JudgeScore]:
-    """Verdicts, cached per (judge, question, reference, answer); failures are asked again."""
+    """Verdicts, cached per (judge, and what its prompt shows: caption, citing sentences,
+    question, reference, answer); failures are asked again."""
     keys = [
         hashlib.sha256(
-            json.dumps([judge.model_id, i.item_id, i.question, i.reference, a]).encode()
+            json.dumps(
+                [judge.model_id, i.item_id, i.caption, list(i.mentions), i.question, i.reference, a]
+            ).encode()
         ).hexdigest()
         for i, a in zip(items, answers, strict=True)
     ]

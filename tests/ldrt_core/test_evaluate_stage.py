@@ -8,6 +8,7 @@ whose verdicts are scripted. Output: assertions on answers, scores, cache use, r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,26 @@ def verdict(body: dict[str, Any]) -> str:
         return "I would rather not grade this."
     prompt = json.dumps(body["messages"])
     return json.dumps({"score": 8 if "Gy" in prompt else 2, "reason": "scripted"})
+
+
+def test_a_verdict_is_reused_only_for_the_prompt_it_was_given(tmp_path: Path) -> None:
+    """Cached per what the judge saw: new citing sentences (a re-extraction) are asked again."""
+    from ldrt_core.evaluate.records import EvalItem
+    from ldrt_core.evaluate.stage import _judge
+    from ldrt_core.store import LocalStore
+
+    store = LocalStore(tmp_path / "store")
+    item = EvalItem("r#0", "r", "conversation", "figures/x.png", (), "Dose?", "0.5 Gy", "Fig. 1")
+    with OpenAIReplay(verdict) as server:
+        client = OpenAIHTTPClient(server.url, "judge-a", api_key=None, backoff_s=0.01)
+        judge = Judge("judge-a", client)
+        first = _judge(store, judge, [item], ["0.5 Gy"])
+        again = _judge(store, judge, [item], ["0.5 Gy"])
+        assert server.chat_hits == 1 and again == first
+        _judge(
+            store, judge, [dataclasses.replace(item, mentions=("It fell at 0.5 Gy.",))], ["0.5 Gy"]
+        )
+        assert server.chat_hits == 2
 
 
 def test_eval_items_are_the_held_out_turns_with_their_context(world: dict[str, Any]) -> None:
