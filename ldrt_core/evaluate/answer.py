@@ -32,6 +32,7 @@ from ldrt_core.curate.dataset import find_version
 from ldrt_core.db.models import DatasetVersion
 from ldrt_core.errors import LdrtError
 from ldrt_core.evaluate.records import EvalItem
+from ldrt_core.llm.base import model_fingerprint
 from ldrt_core.store import ArtifactStore
 from ldrt_core.train.data import expand_to_square
 from ldrt_core.train.loop import ADAPTER_DIR
@@ -215,7 +216,7 @@ class TransformersAnswerer:
         )
         for payload in projectors:
             load_projector(model, payload)
-        content = hashlib.sha256(base_model.encode())
+        content = hashlib.sha256(model_fingerprint(base_model).encode())
         for payload in projectors:
             content.update(hashlib.sha256(payload).digest())
         if adapter:
@@ -291,7 +292,7 @@ class VLLMAnswerer:  # pragma: no cover - needs vllm and a GPU
             str(model_dir), local_files_only=True
         )
         self.pad_images = "Next" not in type(self.processor).__name__
-        self._key = _digest({"vllm": str(model_dir), "lora": lora})
+        self._key = _digest({"vllm": model_fingerprint(model_dir), "lora": lora})
 
     @property
     def key(self) -> str:

@@ -206,7 +206,9 @@ def _answerer(
 
     if row is None:
         return VLLMAnswerer(Path(model), lora=False, sampling=sampling)
-    served = work_dir / "models" / f"{row.id}-vllm"
+    # Merged onto the run's own base model, or onto the one given: each its own folder.
+    other = f"-{hashlib.sha256(base_model.encode()).hexdigest()[:8]}" if base_model else ""
+    served = work_dir / "models" / f"{row.id}{other}-vllm"
     if not (served / "config.json").is_file():
         merge_run(engine, store, row.id, served, base_model=base_model, keep_adapter=True)
     return VLLMAnswerer(served, lora=(served / "adapter").is_dir(), sampling=sampling)

@@ -8,11 +8,13 @@ was given) or a `Failure` (why it failed for good). A batch never raises for one
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import jsonschema
@@ -159,6 +161,34 @@ def validate_json(text: str, schema: Mapping[str, Any] | Validator) -> Any:
         where = "/".join(str(p) for p in error.absolute_path) or "(root)"
         raise InvalidOutputError(f"schema violation at {where}: {_short(error.message)}")
     return value
+
+
+_WEIGHTS = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+_SMALL = 10 * 2**20  # config, tokenizer and index files under this are hashed whole
+_EDGE = 2**20  # of a weight file: its first and last MiB
+
+
+def model_fingerprint(model: str | Path) -> str:
+    """A digest of a local model folder's content, cheap on tens of GB: each small file whole
+    (config, tokenizer), and of each weight file its name, size and first and last MiB; weights
+    trained again differ throughout, so these differ. Anything else (a hub name, "tiny-random")
+    is its name. Caches of what a model answered key on this, not on its folder's name."""
+    path = Path(model).expanduser()
+    digest = hashlib.sha256()
+    if not path.is_dir():
+        digest.update(str(model).encode())
+        return digest.hexdigest()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        size = file.stat().st_size
+        digest.update(f"{file.relative_to(path).as_posix()}\0{size}\0".encode())
+        with file.open("rb") as stream:
+            if file.suffix in _WEIGHTS and size > 2 * _EDGE:
+                digest.update(stream.read(_EDGE))
+                stream.seek(size - _EDGE)
+                digest.update(stream.read(_EDGE))
+            elif size <= _SMALL or file.suffix in _WEIGHTS:
+                digest.update(stream.read())
+    return digest.hexdigest()
 
 
 def cut_off(max_tokens: int, reason: str) -> str:

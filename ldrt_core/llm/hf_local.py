@@ -17,7 +17,6 @@ pickle), from the directory only (never a model hub), with no remote code.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections import Counter
@@ -39,6 +38,7 @@ from ldrt_core.llm.base import (
     Request,
     compile_schema,
     cut_off,
+    model_fingerprint,
     validate_json,
 )
 
@@ -110,8 +110,7 @@ class HFLocalClient(LLMClient):
         self.model_dir = path
         self.batch_size = batch_size
         self.max_invalid_retries = max_invalid_retries
-        digest = hashlib.sha256(config_file.read_bytes()).hexdigest()[:12]
-        self.model_id = f"{path.name}@{digest}"
+        self.model_id = f"{path.name}@{model_fingerprint(path)[:12]}"  # weights, not only config
         self._log = logging.getLogger(__name__)
         self._device = _device(device)
         self._tokenizer = self._load_tokenizer()

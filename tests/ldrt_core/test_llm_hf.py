@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from ldrt_core.llm import Completion, Failure, LLMConfigError, LLMError, Message, Request
+from ldrt_core.llm.base import model_fingerprint
 from ldrt_core.llm.hf_local import HFLocalClient
 from ldrt_core.llm.tiny import build_tiny_causal_lm
 
@@ -121,6 +122,23 @@ def test_invalid_json_from_the_random_model_ends_as_a_failure(client: HFLocalCli
     assert "cut off at max_tokens=8 before it was whole" in failure.error
     assert "raise max_tokens" in failure.error
     assert isinstance(plain, Completion)
+
+
+def test_a_model_folder_is_known_by_its_weights_not_its_name(tmp_path: Path) -> None:
+    """Caches of what a model said key on this: weights trained again and saved to the same
+    folder (same names, same sizes) are another model."""
+    folder = tmp_path / "judge"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "llama"}')
+    weights = bytes(range(256)) * 20_000  # 5 MB: only its first and last MiB are read
+    (folder / "model.safetensors").write_bytes(weights)
+    first = model_fingerprint(folder)
+    assert model_fingerprint(folder) == first
+    (folder / "model.safetensors").write_bytes(weights[::-1])  # retrained: same size
+    assert model_fingerprint(folder) != first
+    assert model_fingerprint("llava-hf/llava-1.5-7b-hf") == model_fingerprint(
+        "llava-hf/llava-1.5-7b-hf"
+    )
 
 
 def test_a_bad_item_fails_alone(client: HFLocalClient) -> None:
