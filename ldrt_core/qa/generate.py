@@ -321,6 +321,12 @@ def generate_for_dataset(
                     _cache_key_path(generator, item), json.dumps(payload).encode(), overwrite=True
                 )
     failures = {sha[:16]: str(r.error) for sha, r in results.items() if r.error}
+    if items and len(failures) == len(items):  # an outage, not bad pairs: no empty version
+        first = next(iter(failures.values()))
+        raise LdrtError(
+            f"no conversation could be generated: all {len(items)} pairs failed (the first: "
+            f"{first}); no dataset version was stored, run it again once that is fixed"
+        )
     files: dict[str, list[dict[str, Any]]] = {}
     for item in items:
         result = results[item.pair_sha256]

@@ -15,6 +15,7 @@ from sqlalchemy import Engine, select
 from ldrt_core import db
 from ldrt_core.curate.dataset import CurationConfig, build_dataset
 from ldrt_core.db.models import DatasetVersion
+from ldrt_core.errors import LdrtError
 from ldrt_core.llm.openai_http import OpenAIHTTPClient
 from ldrt_core.qa import LLMQAGenerator, TemplateQAGenerator, generate_for_dataset
 from ldrt_core.qa.clean import clean_turn
@@ -203,6 +204,22 @@ def test_an_llm_over_http_with_faults_loses_no_pair(
         client.close()
     records = json.loads(store.get(f"datasets/{summary.instruct_id}/llava_instruct_train.json"))
     check_llava(records)
+
+
+def test_an_llm_outage_stores_no_empty_version(
+    curated: tuple[Engine, ArtifactStore, str], tmp_path: Path
+) -> None:
+    """Every pair failing is the LLM's trouble, not the pairs': no version with no conversations
+    (it would become the newest, and the next `ldrt train` would find nothing to train on)."""
+    engine, store, version = curated
+    before = set(store.list("datasets/"))
+    client = OpenAIHTTPClient(
+        "http://127.0.0.1:9/v1", "down", api_key=None, timeout_s=1.0, max_retries=0
+    )
+    with pytest.raises(LdrtError, match=r"all \d+ pairs failed .*no dataset version was stored"):
+        generate_for_dataset(engine, store, version, LLMQAGenerator(client))
+    client.close()
+    assert set(store.list("datasets/")) == before
 
 
 def test_a_curated_version_is_required(
