@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ldrt_core import __version__
-from ldrt_core.config import Settings, load_settings
+from ldrt_core.config import Settings, load_settings, mask_url
 from ldrt_core.errors import LdrtError
 
 if TYPE_CHECKING:
@@ -63,6 +63,28 @@ def _engine(settings: Settings) -> Engine:
 
     engine = db.connect(settings)
     db.upgrade(engine)
+    return engine
+
+
+def _checked_engine(settings: Settings) -> Engine:
+    """The lineage database as it is, for a check: never created or migrated, so that a wrong
+    LDRT_DB_URL is an error, not an empty database against which every object is an orphan."""
+    from sqlalchemy.engine import make_url
+
+    from ldrt_core import db
+
+    url = make_url(settings.db_url)
+    if url.get_backend_name() == "sqlite" and not Path(str(url.database)).is_file():
+        raise LdrtError(f"no database at {url.database}: is LDRT_DB_URL right?")
+    engine = db.connect(settings)
+    revision, head = db.current_revision(engine), db.head_revision()
+    if revision != head:
+        engine.dispose()
+        state = "has no ldrt schema" if revision is None else f"is at schema {revision}"
+        raise LdrtError(
+            f"{mask_url(settings.db_url)} {state}, ldrt's is {head}: is LDRT_DB_URL right? "
+            "(`ldrt db upgrade` migrates it)"
+        )
     return engine
 
 
@@ -864,11 +886,13 @@ def fsck(
     from rich.progress import Progress
 
     from ldrt_core.fsck import check
-    from ldrt_core.store import open_store
+    from ldrt_core.store import LocalStore, open_store
 
     settings = _settings(ctx)
-    engine = _engine(settings)
+    engine = _checked_engine(settings)
     store = open_store(settings, create=False)
+    if isinstance(store, LocalStore) and not store.root.is_dir():
+        raise LdrtError(f"no store at {store.root}: is LDRT_STORE_URL right?")
     with Progress(console=err_console, transient=True) as bar:
         tasks: dict[str, Any] = {}
 

@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import shutil
+import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -336,6 +337,25 @@ def test_cli_exits_0_when_clean_and_1_with_problems(world: World, tmp_path: Path
         ("missing", missing),
         ("orphan", orphan),
     }
+
+
+def test_cli_checks_what_is_there_and_creates_nothing(world: World, tmp_path: Path) -> None:
+    """A mistyped LDRT_DB_URL made an empty database, against which every object was an
+    orphan; a mistyped store folder made every key missing."""
+    nowhere = tmp_path / "nowhere"
+    wrong_db = {"LDRT_HOME": str(world.home), "LDRT_DB_URL": f"sqlite:///{nowhere}/ldrt.db"}
+    result = run_ldrt(["fsck", "--json"], tmp_path, wrong_db)
+    assert result.returncode == 2 and "no database at" in result.stderr, result.stderr
+    assert not nowhere.exists()
+    wrong_store = {"LDRT_HOME": str(world.home), "LDRT_STORE_URL": nowhere.as_uri()}
+    result = run_ldrt(["fsck", "--json"], tmp_path, wrong_store)
+    assert result.returncode == 2 and "no store at" in result.stderr, result.stderr
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()  # a database, but not ldrt's
+    result = run_ldrt(
+        ["fsck"], tmp_path, {"LDRT_HOME": str(world.home), "LDRT_DB_URL": f"sqlite:///{empty}"}
+    )
+    assert result.returncode == 2 and "has no ldrt schema" in result.stderr, result.stderr
 
 
 # ------------------------------------------------------------------------------ S3
