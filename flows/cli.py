@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ldrt_core import __version__
@@ -136,7 +137,7 @@ def doctor(
             config.add_row(f"[bold]{name}[/]", value)
         services = Table(title="Services", title_justify="left", show_header=False, box=None)
         for check in checks:
-            services.add_row(_MARKS[check.status], f"[bold]{check.name}[/]", check.detail)
+            services.add_row(_MARKS[check.status], f"[bold]{check.name}[/]", escape(check.detail))
         console.print(config, "", services)
     if failed:
         raise typer.Exit(1)
@@ -218,7 +219,7 @@ def refresh(
     if summary.failures:
         failures = Table("paper", "why it failed", title="Failed downloads", title_justify="left")
         for failure in summary.failures:
-            failures.add_row(str(failure["paper"]), str(failure["error"]))
+            failures.add_row(str(failure["paper"]), escape(str(failure["error"])))
         console.print(failures)
 
 
@@ -327,7 +328,7 @@ def _extract_pending(
         f"[red]{summary['failed']}[/] failed"
     )
     for failure in summary["failures"]:
-        console.print(f"  [red]{failure['sha256'][:12]}[/] {failure['error']}")
+        console.print(f"  [red]{failure['sha256'][:12]}[/] {escape(failure['error'])}")
 
 
 @app.command("demo")
@@ -517,7 +518,7 @@ def qa_generate(
         f"instruct version {summary.instruct_id}\nalign version    {summary.align_id}"
     )
     for pair, error in list(summary.failures.items())[:10]:
-        console.print(f"  [red]{pair}[/] {error}")
+        console.print(f"  [red]{pair}[/] {escape(error)}")
 
 
 @app.command("train")
@@ -882,7 +883,6 @@ def fsck(
 
     Exits 1 when anything is missing, damaged or orphaned.
     """
-    from rich.markup import escape
     from rich.progress import Progress
 
     from ldrt_core.fsck import check
@@ -1014,7 +1014,7 @@ def main() -> None:
     try:
         app()
     except LdrtError as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False)
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(2)
 
 

@@ -88,7 +88,10 @@ def check_prefect(api_url: str | None, timeout: float = 5.0) -> Check:
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         return Check("prefect", "fail", f"Prefect API {api_url}: unreachable ({reason})")
-    healthy = json.loads(body or b"null") is True
+    try:
+        healthy = json.loads(body or b"null") is True
+    except ValueError:  # a proxy's or login page's HTML, not Prefect's answer
+        healthy = False
     state = "reachable, healthy" if healthy else f"reachable, /health answered {body[:40]!r}"
     return Check("prefect", "ok" if healthy else "warn", f"Prefect API {api_url}: {state}")
 

@@ -106,6 +106,40 @@ def test_doctor_names_a_dead_prefect_api(tmp_path: Path) -> None:
 
 
 @pytest.mark.unit
+def test_doctor_shows_bracketed_text_and_survives_a_page_that_is_not_prefect(
+    tmp_path: Path,
+) -> None:
+    """Rich read "[gpu]" as markup and dropped it; a proxy's HTML at /health raised."""
+    import http.server
+    import importlib.util
+    import threading
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<html>Please sign in</html>"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        api = f"http://127.0.0.1:{server.server_address[1]}/api"
+        result = run_ldrt(["doctor"], tmp_path, {"PREFECT_API_URL": api})
+    finally:
+        server.shutdown()
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "/health answered b'<html>Please sign in" in result.stdout
+    assert result.returncode == 0  # reachable but not healthy: a warning
+    if importlib.util.find_spec("vllm") is None:  # as on CI: vLLM needs CUDA
+        assert "vllm ([gpu] extra)" in result.stdout
+
+
+@pytest.mark.unit
 def test_bad_configuration_exits_2_naming_the_variable(tmp_path: Path) -> None:
     result = run_ldrt(["doctor"], tmp_path, {"LDRT_S3_SECURE": "perhaps"})
     assert result.returncode == 2
