@@ -543,7 +543,10 @@ def train(
         str | None, typer.Option(help="Stage 2 only: start from this stage-1 run's projector.")
     ] = None,
     resume: Annotated[
-        str | None, typer.Option(help="Continue this unfinished run from its newest checkpoint.")
+        str | None,
+        typer.Option(
+            help="Continue this unfinished run ('latest': the newest) from its newest checkpoint."
+        ),
     ] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Passes over the data (1).")] = None,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Stop after N steps.")] = None,

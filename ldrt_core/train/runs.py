@@ -326,8 +326,9 @@ def resume_stage(
     on_step: Callable[[StepReport], None] | None = None,
     on_prepare: Callable[[int, int], None] | None = None,
 ) -> RunSummary:
-    """Continue an unfinished run from its newest checkpoint, with the config it started with."""
-    row = find_run(engine, run)
+    """Continue an unfinished run from its newest checkpoint, with the config it started with.
+    `run`: an id or unique prefix, or 'latest', the newest unfinished run."""
+    row = _newest_unfinished(engine) if run == "latest" else find_run(engine, run)
     if row.status == "completed":
         raise TrainingError(f"run {row.id[:12]} is already completed")
     if not _checkpoint_ready(store, work_dir, row.id):
@@ -336,6 +337,19 @@ def resume_stage(
             "start a new run instead"
         )
     return _run(engine, store, work_dir, row.id, True, on_step, on_prepare)
+
+
+def _newest_unfinished(engine: Engine) -> TrainingRun:
+    with session_scope(engine) as session:
+        row = session.scalars(
+            select(TrainingRun)
+            .where(TrainingRun.status != "completed")
+            .order_by(TrainingRun.created_at.desc())
+            .limit(1)
+        ).first()
+    if row is None:
+        raise TrainingError("no unfinished training run to resume: see `ldrt model list`")
+    return row
 
 
 def _own_run(engine: Engine, root_flow_run_id: str, config_hash: str) -> TrainingRun | None:

@@ -173,7 +173,7 @@ def test_crashed_run_is_failed_and_resumes_from_the_store(world: dict[str, Any])
     assert keys and all(k.startswith(f"runs/{failed.id}/checkpoints/step-2/") for k in keys)
     shutil.rmtree(home / "runs" / failed.id)  # another machine: only the store has it
 
-    resumed = resume_stage(engine, store, home, failed.id[:10])
+    resumed = resume_stage(engine, store, home, "latest")  # the newest unfinished run
     done = row(engine, failed.id)
     assert done.status == "completed" and done.error is None
     assert resumed.metrics["resumed_from_step"] == 2 and resumed.metrics["steps"] == 6
@@ -182,7 +182,7 @@ def test_crashed_run_is_failed_and_resumes_from_the_store(world: dict[str, Any])
         straight.outputs["adapter/adapter_model.safetensors"]
     )
     with pytest.raises(TrainingError, match="already completed"):
-        resume_stage(engine, store, home, failed.id)
+        resume_stage(engine, store, home, failed.id[:10])
 
 
 def test_a_retried_flow_run_picks_up_its_own_training(world: dict[str, Any]) -> None:
