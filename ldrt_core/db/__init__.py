@@ -15,6 +15,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -102,13 +103,27 @@ def _alembic_config(engine: Engine) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    with _db_errors(engine, "migrate"):
+    with _db_errors(engine, "migrate"), _revision_errors(revision):
         command.upgrade(_alembic_config(engine), revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
-    with _db_errors(engine, "downgrade"):
+    with _db_errors(engine, "downgrade"), _revision_errors(revision):
         command.downgrade(_alembic_config(engine), revision)
+
+
+@contextmanager
+def _revision_errors(revision: str) -> Iterator[None]:
+    """Alembic's own errors (no such revision, an upgrade target below the current one) as
+    ours, with the revisions there are."""
+    try:
+        yield
+    except CommandError as exc:
+        known = ", ".join(r.revision for r in ScriptDirectory(str(MIGRATIONS)).walk_revisions())
+        raise DatabaseError(
+            f"cannot go to revision {revision!r}: {_reason(exc)} (revisions: {known}; "
+            "'head' is the newest, 'base' before the first)"
+        ) from None
 
 
 def current_revision(engine: Engine) -> str | None:

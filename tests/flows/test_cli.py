@@ -148,6 +148,15 @@ def test_bad_configuration_exits_2_naming_the_variable(tmp_path: Path) -> None:
 
 
 @pytest.mark.unit
+def test_an_unknown_revision_is_a_clear_error(tmp_path: Path) -> None:
+    for command in (["db", "upgrade", "bogus"], ["db", "downgrade", "bogus"]):
+        result = run_ldrt(command, tmp_path)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert "cannot go to revision 'bogus'" in result.stderr
+        assert "0001" in result.stderr  # the revisions there are
+
+
+@pytest.mark.unit
 def test_db_upgrade_then_doctor_reports_schema_at_head(tmp_path: Path) -> None:
     result = run_ldrt(["db", "upgrade"], tmp_path)
     assert result.returncode == 0, result.stderr
