@@ -259,7 +259,10 @@ def extract(
     for pdf in pdfs:
         if not pdf.is_file():
             raise typer.BadParameter(f"{pdf} is not a file")
-        data = pdf.read_bytes()
+        try:
+            data = pdf.read_bytes()
+        except OSError as exc:
+            raise LdrtError(f"cannot read {pdf}: {exc.strerror or exc}") from None
         document = with_marker_markdown(extract_pdf(data, options), data, options.marker_models)
         folder = out or pdf.with_name(f"{pdf.stem}-figures")
         folder.mkdir(parents=True, exist_ok=True)
@@ -867,7 +870,10 @@ def report(
     assert row.report_key is not None
     prefix = row.report_key.rsplit("/", 1)[0]
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file of that name, no permission
+            raise LdrtError(f"cannot write the report to {out}/: {exc.strerror or exc}") from None
         for key in store.list(prefix + "/"):
             store.get_file(key, out / key.rsplit("/", 1)[-1])
     print(store.get(row.report_key).decode())

@@ -31,3 +31,7 @@ def test_demo_runs_every_stage_and_leaves_a_report(tmp_path: Path) -> None:
     report = run_ldrt(["report", "latest"], tmp_path)
     assert report.returncode == 0 and "# Evaluation report" in report.stdout
     assert "Judging was skipped" in report.stdout and "ROUGE-1" in report.stdout
+    (tmp_path / "taken").write_text("a file, not a folder")
+    taken = run_ldrt(["report", "latest", "--out", "taken"], tmp_path)
+    assert taken.returncode == 2 and "Traceback" not in taken.stderr, taken.stderr
+    assert "cannot write the report to taken/" in taken.stderr

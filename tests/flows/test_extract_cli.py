@@ -45,6 +45,13 @@ def test_a_bad_file_is_one_readable_error(tmp_path: Path) -> None:
     assert "encrypted" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux's /proc")
+def test_a_file_that_cannot_be_read_is_one_readable_error(tmp_path: Path) -> None:
+    result = run_ldrt(["extract", "/proc/self/mem"], tmp_path)  # a file that errors on read
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "cannot read /proc/self/mem" in result.stderr
+
+
 def test_refresh_then_extract_pending(tmp_path: Path) -> None:
     assert run_ldrt(["sample-corpus", "papers", "--papers", "2"], tmp_path).returncode == 0
     (tmp_path / "papers" / "zz-locked.pdf").write_bytes(encrypted_pdf())
