@@ -119,19 +119,25 @@ def resolve_dataset(engine: Engine, version: str, stage: str) -> DatasetVersion:
 
 def find_run(engine: Engine, prefix: str) -> TrainingRun:
     """A training run by id or unique id prefix; 'latest': the newest completed run."""
-    with session_scope(engine) as session:
-        query = select(TrainingRun)
-        if prefix == "latest":
-            query = query.where(TrainingRun.status == "completed").order_by(
-                TrainingRun.created_at.desc()
-            )
-        else:
-            query = query.where(TrainingRun.id.startswith(prefix))
-        matches = list(session.scalars(query.limit(1 if prefix == "latest" else 2)))
+    if prefix == "latest":
+        newest = _newest_run(engine, TrainingRun.status == "completed")
+        matches = [] if newest is None else [newest]
+    else:
+        with session_scope(engine) as session:
+            query = select(TrainingRun).where(TrainingRun.id.startswith(prefix)).limit(2)
+            matches = list(session.scalars(query))
     if len(matches) != 1:
         what = "no training run" if not matches else "more than one training run"
         raise LdrtError(f"{what} matches {prefix!r}: see `ldrt model list`")
     return matches[0]
+
+
+def _newest_run(engine: Engine, *conditions: Any) -> TrainingRun | None:
+    """The newest training run that meets every one of `conditions` (SQL expressions)."""
+    with session_scope(engine) as session:
+        return session.scalars(
+            select(TrainingRun).where(*conditions).order_by(TrainingRun.created_at.desc()).limit(1)
+        ).first()
 
 
 def deepspeed_config_path(name: str | None) -> str | None:
@@ -278,7 +284,11 @@ def train_stage(
         raise TrainingError(f"run {parent.id[:12]} is {parent.status}, not completed")
     config_hash = _config_hash(config, base_model, version.id, parent)
     if root_flow_run_id and int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        earlier = _own_run(engine, root_flow_run_id, config_hash)
+        earlier = _newest_run(  # the one this flow run started with this config, data, parent
+            engine,
+            TrainingRun.root_flow_run_id == root_flow_run_id,
+            TrainingRun.config_hash == config_hash,
+        )
         if earlier is not None and earlier.status == "completed":
             data = dict(earlier.metrics or {}).get("data", {})
             return RunSummary(
@@ -340,30 +350,10 @@ def resume_stage(
 
 
 def _newest_unfinished(engine: Engine) -> TrainingRun:
-    with session_scope(engine) as session:
-        row = session.scalars(
-            select(TrainingRun)
-            .where(TrainingRun.status != "completed")
-            .order_by(TrainingRun.created_at.desc())
-            .limit(1)
-        ).first()
+    row = _newest_run(engine, TrainingRun.status != "completed")
     if row is None:
         raise TrainingError("no unfinished training run to resume: see `ldrt model list`")
     return row
-
-
-def _own_run(engine: Engine, root_flow_run_id: str, config_hash: str) -> TrainingRun | None:
-    """The newest run the flow run started with this configuration, data and parent."""
-    with session_scope(engine) as session:
-        return session.scalars(
-            select(TrainingRun)
-            .where(
-                TrainingRun.root_flow_run_id == root_flow_run_id,
-                TrainingRun.config_hash == config_hash,
-            )
-            .order_by(TrainingRun.created_at.desc())
-            .limit(1)
-        ).first()
 
 
 def _checkpoint_ready(store: ArtifactStore, work_dir: Path, run_id: str) -> bool:
