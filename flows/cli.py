@@ -70,20 +70,17 @@ def _engine(settings: Settings) -> Engine:
 def _checked_engine(settings: Settings) -> Engine:
     """The lineage database as it is, for a check: never created or migrated, so that a wrong
     LDRT_DB_URL is an error, not an empty database against which every object is an orphan."""
-    from sqlalchemy.engine import make_url
-
     from ldrt_core import db
 
-    url = make_url(settings.db_url)
-    if url.get_backend_name() == "sqlite" and not Path(str(url.database)).is_file():
-        raise LdrtError(f"no database at {url.database}: is LDRT_DB_URL right?")
+    file = db.sqlite_file(settings.db_url)
+    if file is not None and not file.is_file():
+        raise LdrtError(f"no database at {file}: is LDRT_DB_URL right?")
     engine = db.connect(settings)
-    revision, head = db.current_revision(engine), db.head_revision()
-    if revision != head:
+    gap = db.schema_gap(db.current_revision(engine))
+    if gap is not None:
         engine.dispose()
-        state = "has no ldrt schema" if revision is None else f"is at schema {revision}"
         raise LdrtError(
-            f"{mask_url(settings.db_url)} {state}, ldrt's is {head}: is LDRT_DB_URL right? "
+            f"{mask_url(settings.db_url)}: {gap}; is LDRT_DB_URL right? "
             "(`ldrt db upgrade` migrates it)"
         )
     return engine

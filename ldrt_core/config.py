@@ -281,7 +281,7 @@ class Settings(BaseSettings):
         if not self.store_url:
             object.__setattr__(self, "store_url", (self.home / "store").absolute().as_uri())
         if self.s3_secure is None:
-            object.__setattr__(self, "s3_secure", not self.s3_endpoint.startswith("http://"))
+            object.__setattr__(self, "s3_secure", _tls(self.s3_endpoint))
         return self
 
     def __repr_args__(self) -> Any:
@@ -309,7 +309,7 @@ class Settings(BaseSettings):
         """LDRT_S3_PUBLIC_ENDPOINT as (host[:port], TLS), if set: TLS unless it says http://."""
         if not self.s3_public_endpoint:
             return None
-        return _host(self.s3_public_endpoint), not self.s3_public_endpoint.startswith("http://")
+        return _host(self.s3_public_endpoint), _tls(self.s3_public_endpoint)
 
     def redacted(self) -> dict[str, str]:
         """The effective configuration as `LDRT_*` names and printable values, secrets masked."""
@@ -345,6 +345,11 @@ class Settings(BaseSettings):
 
 def _without_userinfo(netloc: str) -> str:
     return netloc.rpartition("@")[2]
+
+
+def _tls(endpoint: str) -> bool:
+    """TLS unless the endpoint says http://: https, or no scheme at all."""
+    return not endpoint.startswith("http://")
 
 
 def _host(endpoint: str) -> str:

@@ -12,10 +12,7 @@ import json
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
-
-from sqlalchemy.engine import make_url
 
 from ldrt_core import db
 from ldrt_core.config import Settings, mask_url
@@ -40,10 +37,9 @@ class Check:
 
 
 def check_database(settings: Settings) -> Check:
-    url = make_url(settings.db_url)
     shown = mask_url(settings.db_url)
-    is_file = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
-    if is_file and not Path(str(url.database)).exists():
+    file = db.sqlite_file(settings.db_url)
+    if file is not None and not file.exists():
         return Check("database", "ok", f"{shown}: not created yet; `ldrt db upgrade` creates it")
     engine = db.connect(settings, connect_timeout=5)
     try:
@@ -54,11 +50,10 @@ def check_database(settings: Settings) -> Check:
     finally:
         engine.dispose()
     where = f"{engine.dialect.name} {version} at {shown}"
-    head = db.head_revision()
-    if revision == head:
-        return Check("database", "ok", f"{where}: schema up to date ({head})")
-    state = "has no ldrt schema" if revision is None else f"schema at {revision}, ldrt needs {head}"
-    return Check("database", "warn", f"{where}: {state}; run `ldrt db upgrade`")
+    gap = db.schema_gap(revision)
+    if gap is None:
+        return Check("database", "ok", f"{where}: schema up to date ({revision})")
+    return Check("database", "warn", f"{where}: {gap}; run `ldrt db upgrade`")
 
 
 def check_store(settings: Settings) -> Check:

@@ -31,11 +31,21 @@ __all__ = [
     "downgrade",
     "head_revision",
     "models",
+    "schema_gap",
     "session_scope",
+    "sqlite_file",
     "upgrade",
 ]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def sqlite_file(db_url: str) -> Path | None:
+    """The file a SQLite database URL names; None for a server's database or one in memory."""
+    url = make_url(db_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(str(url.database))
 
 
 def connect(settings: Settings | str, *, connect_timeout: int = 10) -> Engine:
@@ -43,8 +53,8 @@ def connect(settings: Settings | str, *, connect_timeout: int = 10) -> Engine:
     url = make_url(settings.db_url if isinstance(settings, Settings) else settings)
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.get_backend_name() == "sqlite":
-        if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        if (file := sqlite_file(str(url))) is not None:
+            file.parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": 30}
     elif url.get_backend_name() == "postgresql":
         kwargs["connect_args"] = {"connect_timeout": connect_timeout}
@@ -129,6 +139,15 @@ def _revision_errors(revision: str) -> Iterator[None]:
 def current_revision(engine: Engine) -> str | None:
     with _db_errors(engine, "read the schema revision of"), engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def schema_gap(revision: str | None) -> str | None:
+    """What keeps a database at `revision` from serving this ldrt, or None when it is at the
+    newest revision."""
+    head = head_revision()
+    if revision == head:
+        return None
+    return "has no ldrt schema" if revision is None else f"schema at {revision}, ldrt needs {head}"
 
 
 def head_revision() -> str:
