@@ -101,6 +101,13 @@ def main_callback(
     """Configuration comes from LDRT_* environment variables; `ldrt doctor` shows it."""
 
 
+def _exit_if_failed(failed: int) -> None:
+    """Exit 1 after a batch command's summary when some of its items failed, as the stage's
+    flow run ends Failed: a script or cron job sees it, and the output says which and why."""
+    if failed:
+        raise typer.Exit(1)
+
+
 @app.command()
 def doctor(
     ctx: typer.Context,
@@ -164,7 +171,11 @@ def refresh(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Find papers new since the last refresh and store their PDFs once each."""
+    """Find papers new since the last refresh and store their PDFs once each.
+
+    Exits 1 when a download failed (each failure is recorded with its reason; the other papers
+    are stored), as the refresh flow run ends Failed.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from ldrt_core.refresh import refresh as run_refresh
@@ -204,6 +215,7 @@ def refresh(
         paper_source.close()
     if as_json:
         print(json.dumps(summary.as_dict(), indent=2))
+        _exit_if_failed(summary.failed)
         return
     console.print(
         f"[bold]{summary.found}[/] papers found from {summary.source} "
@@ -218,6 +230,7 @@ def refresh(
         for failure in summary.failures:
             failures.add_row(str(failure["paper"]), escape(str(failure["error"])))
         console.print(failures)
+    _exit_if_failed(summary.failed)
 
 
 @app.command()
@@ -238,7 +251,8 @@ def extract(
     """Figures with captions and mentions, tables and markdown from PDFs.
 
     `ldrt extract paper.pdf --json` works on a file; `ldrt extract --pending` works through the
-    documents a refresh stored, in worker processes with time and memory limits.
+    documents a refresh stored, in worker processes with time and memory limits, and exits 1
+    when a document failed (recorded with its reason; the others are extracted).
     """
     from ldrt_core.extract.stage import options_from_settings
 
@@ -321,6 +335,7 @@ def _extract_pending(
     }
     if as_json:
         print(json.dumps(summary, indent=2))
+        _exit_if_failed(summary["failed"])
         return
     console.print(
         f"{summary['documents']} documents: {summary['ok']} extracted "
@@ -329,6 +344,7 @@ def _extract_pending(
     )
     for failure in summary["failures"]:
         console.print(f"  [red]{failure['sha256'][:12]}[/] {escape(failure['error'])}")
+    _exit_if_failed(summary["failed"])
 
 
 @app.command("demo")
@@ -488,7 +504,11 @@ def qa_generate(
     model: Annotated[str | None, typer.Option(help="Model name or local directory.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Generate LLaVA conversations for every pair of a curated dataset (cached per pair)."""
+    """Generate LLaVA conversations for every pair of a curated dataset (cached per pair).
+
+    Exits 1 when a pair failed (recorded with its reason; the versions hold the others, and a
+    second run retries only the failed pairs).
+    """
     from dataclasses import asdict
 
     from ldrt_core.llm.factory import open_llm
@@ -511,6 +531,7 @@ def qa_generate(
             client.close()
     if as_json:
         print(json.dumps(asdict(summary), indent=2))
+        _exit_if_failed(summary.failed)
         return
     console.print(
         f"{summary.pairs} pairs: {summary.generated} generated, {summary.cached} from cache, "
@@ -519,6 +540,7 @@ def qa_generate(
     )
     for pair, error in list(summary.failures.items())[:10]:
         console.print(f"  [red]{pair}[/] {escape(error)}")
+    _exit_if_failed(summary.failed)
 
 
 @app.command("train")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,41 @@ def test_qa_generate_with_the_template_backend(tmp_path: Path) -> None:
     assert vllm.returncode == 2 and "vllm serve" in vllm.stderr
     openai = run_ldrt(["qa", "generate", "--dataset", built["id"], "--backend", "openai"], tmp_path)
     assert openai.returncode == 2 and "LDRT_LLM_MODEL" in openai.stderr
+
+
+def test_qa_generate_exits_1_when_a_pair_fails_and_a_rerun_retries_it(tmp_path: Path) -> None:
+    from tests.ldrt_core.test_qa import GOOD
+    from tests.support.openai_replay import OpenAIReplay, Reply
+
+    for args in (
+        ["sample-corpus", "papers", "--papers", "3", "--seed", "5"],
+        ["refresh", "--source", "folder:papers"],
+        ["extract", "--pending"],
+        ["dataset", "build"],
+    ):
+        assert run_ldrt(args, tmp_path).returncode == 0, args
+    broken: list[str] = []  # the caption of the one pair whose answers never parse
+
+    def script(body: dict[str, Any]) -> Reply:
+        prompt = next(m["content"] for m in body["messages"] if m["role"] == "user")
+        text = prompt if isinstance(prompt, str) else json.dumps(prompt)
+        caption = text.split("Caption: ", 1)[1].split("\n", 1)[0]
+        if not broken:
+            broken.append(caption)
+        return "not json at all" if caption == broken[0] else GOOD
+
+    with OpenAIReplay(script) as server:
+        env = {
+            "LDRT_LLM_BASE_URL": server.url,
+            "LDRT_LLM_MODEL": server.model,
+            "LDRT_LLM_MAX_INVALID_RETRIES": "1",
+        }
+        qa = ["qa", "generate", "--backend", "openai", "--json"]
+        first = run_ldrt(qa, tmp_path, env)
+        assert first.returncode == 1, first.stderr
+        summary = json.loads(first.stdout)
+        assert summary["failed"] == 1 and summary["generated"] == summary["pairs"] - 1
+        hits = server.chat_hits
+        human = run_ldrt(qa[:-1], tmp_path, env)  # the human summary, and the same exit status
+        assert human.returncode == 1 and "1 failed" in human.stdout, human.stderr
+        assert server.chat_hits - hits == 2  # only the failed pair was asked again (twice)
