@@ -52,6 +52,59 @@ def test_upgrade_builds_every_table_and_downgrade_removes_them(engine: Engine) -
     assert db.current_revision(engine) == db.head_revision()
 
 
+def test_a_used_database_migrates_down_and_up_keeping_its_rows(engine: Engine) -> None:
+    """SQLite rebuilds a table to drop a column: with rows that point at it, that must neither
+    break a foreign key nor leave the database half-migrated."""
+    from ldrt_core.db.models import DatasetVersion, EvaluationRun, TrainingRun
+
+    db.upgrade(engine)
+    sha = "a" * 64
+    with db.session_scope(engine) as session:
+        session.add(Document(sha256=sha, store_key=f"sha256/aa/{sha}", size=3))
+        session.flush()
+        session.add(
+            Figure(
+                document_sha256=sha,
+                extractor_version="1",
+                ordinal=0,
+                label="Figure 1",
+                page=1,
+                bbox=[0, 0, 1, 1],
+                caption="c",
+            )
+        )
+        session.add(Paper(source="s2", external_id="p1", title="t", document_sha256=sha))
+        session.add(
+            DatasetVersion(id="d" * 64, kind="curated", config_hash="c" * 64, manifest_key="m")
+        )
+        session.flush()
+        session.add(
+            TrainingRun(
+                id="r1", stage="align", base_model="m", dataset_id="d" * 64, config_hash="c" * 64
+            )
+        )
+        session.flush()
+        session.add(
+            EvaluationRun(id="e1", training_run_id="r1", dataset_id="d" * 64, model_label="x")
+        )
+    revisions = ["0003", "0002", "0001"]
+    for revision in revisions:
+        db.downgrade(engine, revision)
+        assert db.current_revision(engine) == revision
+    db.upgrade(engine)
+    assert db.current_revision(engine) == db.head_revision()
+    with engine.connect() as conn:
+        counts = [
+            conn.execute(text(f"SELECT count(*) FROM {table}")).scalar()
+            for table in ("documents", "figures", "papers", "training_runs", "evaluation_runs")
+        ]
+    assert counts == [1, 1, 1, 1, 1]
+    assert not [t for t in inspect(engine).get_table_names() if t.startswith("_alembic_tmp")]
+    with engine.connect() as conn:  # and the foreign keys are enforced again afterwards
+        if engine.dialect.name == "sqlite":
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
 def test_migrations_match_the_models(engine: Engine) -> None:
     db.upgrade(engine)
     with engine.connect() as conn:
