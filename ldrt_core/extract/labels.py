@@ -7,7 +7,7 @@ hyphenated line breaks joined, a map from normalised figure labels ("Figure 2", 
 """
 
 # Dashes and curly quotes in the patterns below are meant.
-# ruff: noqa: RUF001, RUF002
+# ruff: noqa: RUF001, RUF002, RUF003
 
 from __future__ import annotations
 
@@ -41,14 +41,19 @@ _UNIT = (
     r"(?:(?:[mcµμ]?Gy|m?Sv|h|hr|min|s|ms|[mcµμn]m|kg|mg|g|m[lL]|days?|weeks?|months?|years?)\b"
     r"|%|°)"
 )
-_ITEM = rf"S?\d+(?![.,]\d|\d|\s*{_UNIT})(?:[A-Za-z](?![A-Za-z])|\([A-Za-z](?:[,\s–-]+[A-Za-z])*\))?"
+# A panel letter, a panel range or list ("2A–C", "2a, b") or panels in brackets ("2(b)").
+_LETTER = r"[A-Za-z](?![A-Za-z])"
+_PANELS = rf"{_LETTER}(?:\s*[-–,]\s*{_LETTER})*|\([A-Za-z](?:[,\s–-]+[A-Za-z])*\)"
+_ITEM = rf"S?\d+(?![.,]\d|\d|\s*{_UNIT})(?:{_PANELS})?"
 _MENTION: Final = re.compile(
     r"(?:(?P<supp>Supplementary|SUPPLEMENTARY|Supplemental|Suppl\.)\s*"
     r"|(?P<extended>Extended\s+Data|EXTENDED\s+DATA)\s+)?"
     r"\b(?:[Ff]ig(?:ure)?s?\.?|FIG(?:URE)?S?\.?)\s*"
-    rf"(?P<items>{_ITEM}(?:\s*(?:,\s*and|,|and|&|[-–—])\s*{_ITEM})*)"
+    # A bare letter after a number ("Figs. 2A and B, and 4") is a panel of the figure before it.
+    rf"(?P<items>{_ITEM}(?:\s*(?:,\s*and|,|and|&|[-–—])\s*(?:{_ITEM}|{_LETTER}))*)"
 )
-_MENTION_PART: Final = re.compile(r"(?P<dash>[-–—])|(?P<s>S?)(?P<n>\d+)")
+# A dash makes a range only between numbers; between panel letters ("1B–D") it does not.
+_MENTION_PART: Final = re.compile(r"(?P<dash>[-–—])(?=\s*S?\d)|(?P<s>S?)(?P<n>\d+)")
 MAX_RANGE: Final = 20
 
 _HYPHENS = "-\u2010"

@@ -290,3 +290,24 @@ def test_numbers_after_a_mention_that_are_quantities_are_not_figures(
     sentence: str, labels: list[str]
 ) -> None:
     assert list(find_mentions([sentence])) == labels
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("sentence", "labels"),
+    [
+        ("See Figs 2A–D and 3.", ["Figure 2", "Figure 3"]),
+        ("It fell (Figs. 2A–C, 3B).", ["Figure 2", "Figure 3"]),
+        ("It fell (Figs. 1B–D and 2).", ["Figure 1", "Figure 2"]),
+        ("It fell (Figs. 2A, B and 3).", ["Figure 2", "Figure 3"]),
+        ("It fell (Figures 2a and b, and 4).", ["Figure 2", "Figure 4"]),
+        ("It fell (Figs. 1(a–c) and 4).", ["Figure 1", "Figure 4"]),
+        ("It fell (Fig. 2A and B).", ["Figure 2"]),
+        ("Figs. 2A–4B show it.", ["Figure 2", "Figure 3", "Figure 4"]),
+    ],
+)
+def test_find_mentions_read_on_past_panel_ranges_and_lists(
+    sentence: str, labels: list[str]
+) -> None:
+    """A panel range ("1B-D") is not a figure range, and it does not end the list of figures."""
+    assert list(find_mentions([sentence])) == labels
