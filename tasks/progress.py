@@ -7,8 +7,9 @@ lane (one artifact key, one progress bar) are made in the order they were asked 
 different lanes go side by side, so the tables at the end of a run (the last stage's, the
 report, the pipeline's summary) cost the wait for one call, not for each in turn.
 `FLUSH_ARTIFACTS` (flow hooks) makes a flow run wait for them before its function returns, so
-that no artifact is lost when the process ends. A call that fails is logged, and never
-fails the run.
+that no artifact is lost when the process ends, for at most `FLUSH_TIMEOUT_S`, so that a call
+that hangs never hangs the run. A call that fails (even cancelled) is logged, and never fails
+the run.
 
 `ProgressArtifact` is a progress bar for long work, fed by `(done, total)`: nothing is published
 until the work has run `every_s` seconds (LDRT_PROGRESS_EVERY_S), then the newest update at most
@@ -40,6 +41,10 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 
 _Call = tuple[contextvars.Context, Callable[[], Any]]
+
+# The longest a flow run's end waits for its artifacts. A call normally takes 20 to 70 ms; one
+# still going after two minutes is stuck, and the run ends rather than hang with it.
+FLUSH_TIMEOUT_S = 120.0
 
 
 class _Publisher:
@@ -81,8 +86,14 @@ class _Publisher:
                 context, call = made
                 try:
                     context.run(call)
-                except Exception as exc:  # an artifact is worth a warning, never a failed run
-                    log.warning("could not publish an artifact to the Prefect API: %s", exc)
+                # BaseException too: a call interrupted with asyncio.CancelledError would end
+                # this thread with its lane still registered, and flush would wait for it forever.
+                except BaseException as exc:  # an artifact is worth a warning, never a failed run
+                    log.warning(
+                        "could not publish an artifact to the Prefect API: %s: %s",
+                        type(exc).__name__,
+                        exc,
+                    )
                 with self._lock:
                     waiting = self._lanes[lane]
                     if not waiting:
@@ -92,10 +103,17 @@ class _Publisher:
                         break
                     made = waiting.popleft()
 
-    def flush(self) -> None:
-        """Wait until every call asked for so far is made."""
+    def flush(self, timeout_s: float = FLUSH_TIMEOUT_S) -> None:
+        """Wait until every call asked for so far is made, at most `timeout_s`: a call that
+        hangs costs the run its artifacts, never its end."""
         with self._lock:
-            self._idle.wait_for(lambda: not self._lanes)
+            if not self._idle.wait_for(lambda: not self._lanes, timeout=timeout_s):
+                pending = sum(1 + len(waiting) for waiting in self._lanes.values())
+                log.warning(
+                    "%d artifact call(s) still pending after %.0f s; not waiting for them",
+                    pending,
+                    timeout_s,
+                )
 
 
 _publisher = _Publisher()

@@ -7,6 +7,7 @@ The publisher itself (lanes in order, lanes side by side, flush) is tested with 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import threading
 import time
@@ -154,3 +155,37 @@ def test_flush_waits_for_every_call_and_a_failed_one_is_only_logged(
     assert sorted(made) == ["after the failure", "other lane"]
     assert "the Prefect API is down" in caplog.text
     publisher.flush()  # nothing pending: returns at once
+
+
+def test_a_call_that_raises_a_base_exception_neither_stops_the_lane_nor_hangs_flush(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    publisher = progress._Publisher(threads=1)  # one thread: it must survive to serve the rest
+    made: list[str] = []
+
+    def cancelled() -> None:
+        raise asyncio.CancelledError  # as an interrupted Prefect client call raises
+
+    publisher.put("a", cancelled)
+    publisher.put("a", lambda: made.append("after the cancelled call"))
+    publisher.put("b", lambda: made.append("other lane"))
+    flushing = threading.Thread(target=publisher.flush, daemon=True)
+    flushing.start()
+    flushing.join(5)
+    assert not flushing.is_alive(), "flush still waiting"
+    assert sorted(made) == ["after the cancelled call", "other lane"]
+    assert "CancelledError" in caplog.text
+
+
+def test_flush_waits_a_bounded_time_and_says_what_it_left(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    publisher = progress._Publisher(threads=1)
+    release = threading.Event()
+    publisher.put("ldrt-evaluation-report", lambda: release.wait(5))  # a call that hangs
+    started = time.monotonic()
+    publisher.flush(timeout_s=0.2)
+    assert time.monotonic() - started < 2
+    assert "1 artifact call(s) still pending" in caplog.text
+    release.set()
+    publisher.flush()  # the call ends: nothing left
