@@ -44,7 +44,7 @@ from ldrt_core.errors import LdrtError
 from ldrt_core.evaluate.answer import Sampling
 from ldrt_core.evaluate.report import inline_plots
 from ldrt_core.extract.stage import pending_documents
-from ldrt_core.train.runs import resolve_dataset, stage_configs
+from ldrt_core.train.runs import find_run, resolve_dataset, stage_configs
 from tasks.progress import FLUSH_ARTIFACTS, ProgressArtifact, publish
 from tasks.resources import artifact_store, migrated_lineage
 from tasks.stages import (
@@ -441,7 +441,9 @@ def train_flow(
     )
     runs: dict[str, str] = {}
     rows = []
-    parent = from_run
+    # The full id, not the words given: it is part of the training's cache key, where 'latest'
+    # would still hit the run trained from an older stage-1 run, and a prefix miss the full id.
+    parent = find_run(engine, from_run).id if from_run else None
     for config in configs:
         name = config.stage
         version = resolve_dataset(engine, dataset, name).id

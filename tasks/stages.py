@@ -12,7 +12,8 @@ the result depends on, and never the flow-run id, so it holds across runs:
   target database/store). A flow-run retry shows the done documents as Cached.
 - train-stage: key (training data version, which is a content hash, base model, full training
   config, parent run, target). The same data and config do not train twice: a pipeline retried
-  after a failed evaluation reuses its training runs.
+  after a failed evaluation reuses its training runs. The parent run must be a full run id (the
+  train flow resolves 'latest' and prefixes first): the words would name other runs later.
 - everything else has NO_CACHE, because its result depends on state that is not in its inputs:
   discover-papers (the source and the refresh cursor move on), download-paper (a paper row id
   whose outcome depends on the network), build-dataset (reads every extracted figure; it is

@@ -32,6 +32,7 @@ from prefect.settings import PREFECT_API_URL, PREFECT_LOCAL_STORAGE_PATH
 from sqlalchemy import select
 
 from flows.pipeline import pipeline
+from flows.retraining import prepare
 from flows.server import RECORDER_FLUSH_S
 from flows.stages import ItemsFailed, extract_flow, train_flow
 from ldrt_core import db
@@ -235,6 +236,39 @@ def test_pipeline_on_the_sample_corpus(tmp_path: Path, monkeypatch: pytest.Monke
     assert sorted(r.state.name for r in cached) == ["Cached", "Cached"]
     with db.session_scope(engine) as session:
         assert len(list(session.scalars(select(TrainingRun)))) == 2
+
+
+@pytest.mark.slow
+def test_instruct_from_a_run_trains_from_the_run_it_names_now(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LDRT_HOME", str(tmp_path / "home"))
+    write_sample_corpus(tmp_path / "papers", papers=4, seed=4)
+    prepare(
+        source=f"folder:{tmp_path / 'papers'}", curation={"eval_share": 0.3}, qa_backend="template"
+    )
+    tiny: dict[str, Any] = {
+        "base_model": "tiny-random",
+        "max_steps": 1,
+        "lora_r": 8,
+        "lora_alpha": 16,
+        "checkpoint_every": 0,
+    }
+
+    train_flow(stage="align", **tiny)
+    first = train_flow(stage="instruct", from_run="latest", **tiny)["instruct"]
+    newer = train_flow(stage="align", seed=1, **tiny)["align"]  # 'latest' names it now
+    second = train_flow(stage="instruct", from_run="latest", **tiny)["instruct"]
+
+    assert second != first  # not the cached run trained from the older align run
+    engine = db.connect(load_settings())
+    with db.session_scope(engine) as session:
+        assert session.get(TrainingRun, second).parent_run_id == newer
+    # The same parent by an id prefix is the same training: Prefect's cache, no new run.
+    again = train_flow(stage="instruct", from_run=newer[:8], **tiny, return_state=True)
+    assert again.result()["instruct"] == second
+    cached = [r for r in task_runs(flow_run_id(again)) if r.name.startswith("train-")]
+    assert [r.state.name for r in cached] == ["Cached"]
 
 
 def test_a_stage_that_stops_the_pipeline_leaves_the_table_of_what_ran(
