@@ -96,6 +96,14 @@ def content_key(sha256: str, namespace: str = "sha256") -> str:
     return f"{validate_key(namespace)}/{sha256[:2]}/{sha256}"
 
 
+def conflict(url: str, key: str, held: str, new: str) -> ObjectConflictError:
+    return ObjectConflictError(
+        f"{key!r} in {url} already holds different bytes "
+        f"(sha256 {held[:12]}..., new {new[:12]}...); "
+        "pass overwrite=True to replace them, or write under a new key"
+    )
+
+
 class ArtifactStore(ABC):
     """Bytes by key. Writes are atomic: a reader sees the whole old object or the whole new one."""
 
@@ -104,8 +112,10 @@ class ArtifactStore(ABC):
     # ------------------------------------------------------------------ backend primitives
 
     @abstractmethod
-    def _write(self, key: str, staged: Staged, content_type: str) -> None:
-        """Atomically make `key` hold the staged bytes."""
+    def _write(self, key: str, staged: Staged, content_type: str, *, exclusive: bool) -> None:
+        """Atomically make `key` hold the staged bytes. `exclusive`: the key was free when
+        looked at; a backend that can make that check and the write one step raises
+        ObjectConflictError when another writer put different bytes there in between."""
 
     @abstractmethod
     def _info(self, key: str) -> ObjectInfo | None:
@@ -174,11 +184,14 @@ class ArtifactStore(ABC):
         namespace: str = "sha256",
         content_type: str = "application/octet-stream",
     ) -> ObjectInfo:
-        """`put_content`, returning the key with the size and hash."""
+        """`put_content`, returning the key with the size and hash.
+
+        The key names the hash of its bytes, so an object there that hashes otherwise is
+        damaged (a crash, a bad disk); writing the right bytes replaces it."""
         staged = self._stage(data)
         try:
             key = content_key(staged.sha256, namespace)
-            return self._put_staged(key, staged, content_type, overwrite=False)
+            return self._put_staged(key, staged, content_type, overwrite=True)
         finally:
             staged.discard()
 
@@ -246,12 +259,8 @@ class ArtifactStore(ABC):
         if current is not None and current.sha256 == staged.sha256:
             return info
         if current is not None and not overwrite:
-            raise ObjectConflictError(
-                f"{key!r} in {self.url} already holds different bytes "
-                f"(sha256 {current.sha256[:12]}..., new {staged.sha256[:12]}...); "
-                "pass overwrite=True to replace them, or write under a new key"
-            )
-        self._write(key, staged, content_type)
+            raise conflict(self.url, key, current.sha256, staged.sha256)
+        self._write(key, staged, content_type, exclusive=not overwrite)
         return info
 
     def _stage(self, data: Source) -> Staged:

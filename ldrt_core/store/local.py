@@ -1,7 +1,9 @@
 """`LocalStore`: the artifact store as a folder, the embedded default.
 
 Objects are plain files under the root. A write goes to a temp file in `<root>/.ldrt-tmp`, is
-fsynced, then renamed over the key: a reader never sees a partial file.
+fsynced, then renamed over the key (linked to it when the key must be free: of two writers only
+one wins), and the folder is fsynced: a reader never sees a partial file, and a crash leaves
+the old object or the new one.
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ldrt_core.errors import ObjectNotFoundError, StoreError, StoreUnavailableError
-from ldrt_core.store.base import CHUNK, RESERVED_PREFIX, ArtifactStore, ObjectInfo, Staged
+from ldrt_core.store.base import (
+    CHUNK,
+    RESERVED_PREFIX,
+    ArtifactStore,
+    ObjectInfo,
+    Staged,
+    conflict,
+)
 
 
 class LocalStore(ArtifactStore):
@@ -31,25 +40,48 @@ class LocalStore(ArtifactStore):
     def _staging_dir(self) -> Path:
         return self._tmp
 
-    def _write(self, key: str, staged: Staged, content_type: str) -> None:
+    def _write(self, key: str, staged: Staged, content_type: str, *, exclusive: bool) -> None:
         target = self._path(key)
+        tmp: Path | None = None
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             self._tmp.mkdir(parents=True, exist_ok=True)
             if staged.owned and staged.path is not None:
-                tmp = staged.path  # already a private file on this filesystem
+                _fsync(staged.path)  # a private file on this filesystem, spooled unsynced
+                source = staged.path
             else:
                 fd, name = tempfile.mkstemp(dir=self._tmp, prefix="put-")
-                tmp = Path(name)
+                source = tmp = Path(name)
                 with os.fdopen(fd, "wb") as out, staged.open() as src:
                     shutil.copyfileobj(src, out, CHUNK)
                     out.flush()
                     os.fsync(out.fileno())
-            os.replace(tmp, target)
+            if exclusive:
+                self._link(key, source, target, staged.sha256)
+            else:
+                os.replace(source, target)
+                tmp = None
+            _fsync(target.parent)  # the rename itself survives a crash
         except OSError as exc:
             raise StoreError(
                 f"cannot write {key!r} under {self.root}: {exc.strerror or exc}"
             ) from exc
+        finally:
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
+
+    def _link(self, key: str, source: Path, target: Path, sha256: str) -> None:
+        """Put `source` at the free `target` in one step that fails if another writer got
+        there first (a hard link does; a rename replaces): their bytes are then kept when they
+        are ours, and a conflict otherwise."""
+        try:
+            os.link(source, target)
+        except FileExistsError:
+            current = self._info(key)
+            if current is None:
+                raise  # not a file: a folder is in the way
+            if current.sha256 != sha256:
+                raise conflict(self.url, key, current.sha256, sha256) from None
 
     def _exists(self, key: str) -> bool:  # without hashing the file, as `_info` must
         return self._path(key).is_file()
@@ -78,8 +110,21 @@ class LocalStore(ArtifactStore):
         if not start.is_dir():
             return iter(())
         found: list[str] = []
-        for dirpath, dirnames, filenames in os.walk(start):
-            dirnames[:] = [d for d in dirnames if not d.startswith(RESERVED_PREFIX)]
+        # A folder linked in from elsewhere (moved to another disk) holds keys like any other;
+        # a link to a folder of the store itself would list its keys twice, and is not walked.
+        inside = os.path.realpath(self.root)
+        seen: set[tuple[int, int]] = set()  # and links among outside folders: each walked once
+        for dirpath, dirnames, filenames in os.walk(start, followlinks=True):
+            folder = os.stat(dirpath)
+            if (folder.st_dev, folder.st_ino) in seen:
+                dirnames[:] = []
+                continue
+            seen.add((folder.st_dev, folder.st_ino))
+            dirnames[:] = [
+                d
+                for d in dirnames
+                if not d.startswith(RESERVED_PREFIX) and not _alias(Path(dirpath, d), inside)
+            ]
             rel = Path(dirpath).relative_to(self.root).as_posix()
             for name in filenames:
                 key = name if rel == "." else f"{rel}/{name}"
@@ -104,3 +149,20 @@ class LocalStore(ArtifactStore):
         free = shutil.disk_usage(existing).free / 2**30
         state = "exists" if existing == self.root else "will be created"
         return f"folder {self.root} ({state}, writable, {free:.1f} GiB free)"
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's bytes, or a folder's entries, to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _alias(folder: Path, root: str) -> bool:
+    """Whether `folder` is a link to a folder inside `root`."""
+    if not folder.is_symlink():
+        return False
+    target = os.path.realpath(folder)
+    return target == root or target.startswith(root + os.sep)

@@ -100,7 +100,8 @@ class S3Store(ArtifactStore):
     def _name(self, key: str) -> str:
         return f"{self.prefix}{key}"
 
-    def _write(self, key: str, staged: Staged, content_type: str) -> None:
+    def _write(self, key: str, staged: Staged, content_type: str, *, exclusive: bool) -> None:
+        # `exclusive` is not enforced: the minio SDK sends no conditional PUT (If-None-Match).
         with self._errors("write", key), staged.open() as src:
             self._client.put_object(
                 self.bucket,
@@ -128,9 +129,10 @@ class S3Store(ArtifactStore):
         return ObjectInfo(key=key, size=int(obj.size or 0), sha256=str(sha))
 
     def _open(self, key: str) -> BinaryIO:
+        what = f"read {key!r} in {self.url}"
         with self._errors("read", key):
             response = self._client.get_object(self.bucket, self._name(key))
-        return io.BufferedReader(_ResponseStream(response), buffer_size=CHUNK)
+        return io.BufferedReader(_ResponseStream(response, what), buffer_size=CHUNK)
 
     def _keys(self, prefix: str) -> Iterator[str]:
         with self._errors("list", prefix):
@@ -175,16 +177,24 @@ class S3Store(ArtifactStore):
 
 
 class _ResponseStream(io.RawIOBase):
-    """A urllib3 response as a raw stream that returns its connection to the pool on close."""
+    """A urllib3 response as a raw stream that returns its connection to the pool on close.
 
-    def __init__(self, response: Any) -> None:
+    A transfer cut or stalled mid-body raises StoreError naming the object, not urllib3's
+    error: `ldrt fsck` reports that object unreadable and goes on."""
+
+    def __init__(self, response: Any, what: str) -> None:
         self._response = response
+        self._what = what
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
-        data = self._response.read(len(buffer))
+        try:
+            data = self._response.read(len(buffer))
+        except (Urllib3HTTPError, OSError) as exc:
+            reason = str(getattr(exc, "reason", None) or exc).rpartition("): ")[2]
+            raise StoreError(f"cannot {self._what}: the transfer broke off ({reason})") from None
         buffer[: len(data)] = data
         return len(data)
 

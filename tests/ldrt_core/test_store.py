@@ -16,10 +16,12 @@ from ldrt_core.errors import (
     InvalidKeyError,
     ObjectConflictError,
     ObjectNotFoundError,
+    StoreError,
     StoreUnavailableError,
 )
 from ldrt_core.store import ArtifactStore, LocalStore, open_store
 from ldrt_core.store import base as store_base
+from ldrt_core.store.s3 import S3Store
 
 
 @pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.integration)])
@@ -136,9 +138,9 @@ def test_content_addressed_put_writes_once(
     writes: list[str] = []
     real_write = store._write
 
-    def counting_write(key, staged, content_type):  # type: ignore[no-untyped-def]
+    def counting_write(key, staged, content_type, **kwargs):  # type: ignore[no-untyped-def]
         writes.append(key)
-        real_write(key, staged, content_type)
+        real_write(key, staged, content_type, **kwargs)
 
     monkeypatch.setattr(store, "_write", counting_write)
     data = b"same pdf bytes"
@@ -148,6 +150,92 @@ def test_content_addressed_put_writes_once(
     assert writes == [key]
     assert list(store.list("sha256/")) == [key]
     assert store.stat(key).sha256 == sha(data)
+
+
+def test_a_damaged_content_addressed_object_is_repaired_by_writing_it_again(
+    store: ArtifactStore,
+) -> None:
+    data = b"%PDF-1.7 the right bytes"
+    key = store.put_content(data)
+    store.put(key, b"", overwrite=True)  # what a crash or a bad disk can leave under the key
+    assert store.put_content(io.BytesIO(data)) == key
+    assert store.get(key) == data
+
+
+def test_two_writers_of_different_bytes_to_a_free_key_do_not_both_win(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each looks, finds the key free and writes: the second must not replace the first."""
+    store = LocalStore(tmp_path / "store")
+    real_info = store._info
+    both_looked = threading.Barrier(2)
+
+    waited: set[str] = set()
+
+    def info_then_wait(key: str) -> store_base.ObjectInfo | None:
+        found = real_info(key)
+        if (name := threading.current_thread().name) not in waited:  # its first look only
+            waited.add(name)
+            both_looked.wait(5)
+        return found
+
+    monkeypatch.setattr(store, "_info", info_then_wait)
+    outcomes: dict[str, str] = {}
+
+    def write(data: bytes) -> None:
+        try:
+            store.put("manifest.json", data)
+            outcomes[data.decode()] = "ok"
+        except ObjectConflictError:
+            outcomes[data.decode()] = "conflict"
+
+    writers = [
+        threading.Thread(target=write, args=(d,), name=f"writer-{d!r}") for d in (b"A", b"B")
+    ]
+    for thread in writers:
+        thread.start()
+    for thread in writers:
+        thread.join(10)
+    assert sorted(outcomes.values()) == ["conflict", "ok"]
+    winner = next(data for data, outcome in outcomes.items() if outcome == "ok")
+    assert store.get("manifest.json") == winner.encode()
+
+
+def test_local_writes_are_synced_to_disk_spooled_ones_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    store = LocalStore(tmp_path / "store")
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    big = io.BytesIO(b"x" * (store_base.SPOOL_IN_MEMORY + 1))  # spooled to a file first
+    for data in (io.BytesIO(b"small"), big):
+        synced.clear()
+        store.put_content(data)
+        assert len(synced) >= 2  # the bytes, then the folder's new entry
+
+
+def test_a_failed_local_write_leaves_no_temp_file(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    store.put("a/b", b"1")
+    with pytest.raises(StoreError, match="cannot write 'a'"):
+        store.put("a", b"2")  # a folder is in the way
+    assert list((store.root / ".ldrt-tmp").iterdir()) == []
+
+
+def test_a_folder_linked_into_a_local_store_is_listed(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    store.put("figures/ab/one.png", b"1")
+    store.put("papers/x", b"2")
+    moved = tmp_path / "other-disk" / "figures"
+    moved.parent.mkdir()
+    (store.root / "figures").rename(moved)
+    (store.root / "figures").symlink_to(moved)
+    (moved / "loop").symlink_to(store.root)  # a link back up is not walked twice
+    assert list(store.list()) == ["figures/ab/one.png", "papers/x"]
+    assert list(store.list("figures/")) == ["figures/ab/one.png"]
 
 
 def test_content_addressed_namespace(store: ArtifactStore) -> None:
@@ -349,3 +437,22 @@ def test_dead_s3_endpoint_is_unavailable_fast() -> None:
         store.check()
     with pytest.raises(StoreUnavailableError):
         open_store(settings, connect_timeout=2, retries=0)  # creating the bucket fails the same way
+
+
+@pytest.mark.integration
+def test_an_s3_read_cut_off_midway_is_a_store_error(s3_env: dict[str, str]) -> None:
+    from urllib.parse import urlsplit
+
+    from tests.support.faulty_proxy import FaultyProxy
+
+    s3 = urlsplit(s3_env["LDRT_S3_ENDPOINT"])
+    assert s3.hostname is not None and s3.port is not None
+    with FaultyProxy(s3.hostname, s3.port) as proxy:
+        env = {**s3_env, "LDRT_S3_ENDPOINT": f"http://127.0.0.1:{proxy.port}"}
+        store = S3Store(load_settings(env), read_timeout=5, retries=0)
+        store.put("big", b"x" * (8 * 1024 * 1024))
+        with store.open("big") as stream:
+            assert stream.read(1024) == b"x" * 1024
+            proxy.cut()
+            with pytest.raises(StoreError, match=r"cannot read 'big'.*broke off"):
+                stream.read()
