@@ -43,6 +43,8 @@ def extract_with_pdfium(pdf: bytes, options: ExtractOptions) -> ExtractedDocumen
         figures = []
         for analysis in analyses:
             page = document[analysis.layout.number - 1] if options.render else None
+            if page is not None:
+                page.set_rotation(analysis.layout.rotation)  # render as the layout was read
             try:
                 for found in analysis.figures:
                     if found.region is None:

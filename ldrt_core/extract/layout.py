@@ -2,8 +2,9 @@
 
 Input: a pypdfium2 page. Output: a `PageLayout` of `Line`s (text segments merged along the
 baseline) and `Graphic` boxes (images and vector paths, also inside form XObjects), all in PDF
-points with the origin at the top-left. This is the hot path: one text-rect pass and one object
-pass per page, no per-character work except one font lookup per segment.
+points with the origin at the top-left of the page as read (see `_View`). This is the hot path:
+one text-rect pass and one object pass per page, no per-character work except one font lookup
+per segment.
 """
 
 from __future__ import annotations
@@ -58,23 +59,72 @@ class PageLayout:
     number: int  # 1-based
     width: float
     height: float
+    rotation: int = 0  # the /Rotate the page is read in, and must be rendered in
     lines: list[Line] = field(default_factory=list)
     graphics: list[Graphic] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _View:
+    """Page space turned by `rotation` degrees clockwise, as a viewer turns a page by /Rotate;
+    y still points up. PDFium reports text and objects in page space whatever the /Rotate."""
+
+    rotation: int
+    page_width: float  # unturned
+    page_height: float
+
+    @property
+    def width(self) -> float:
+        return self.page_height if self.rotation in (90, 270) else self.page_width
+
+    @property
+    def height(self) -> float:
+        return self.page_width if self.rotation in (90, 270) else self.page_height
+
+    def point(self, x: float, y: float) -> tuple[float, float]:
+        if self.rotation == 90:
+            return y, self.page_width - x
+        if self.rotation == 180:
+            return self.page_width - x, self.page_height - y
+        if self.rotation == 270:
+            return self.page_height - y, x
+        return x, y
+
+    def rect(
+        self, left: float, bottom: float, right: float, top: float
+    ) -> tuple[float, float, float, float]:
+        (x0, y0), (x1, y1) = self.point(left, bottom), self.point(right, top)
+        return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
+
+
 def read_page(page: pdfium.PdfPage, number: int) -> PageLayout:
-    width, height = page.get_size()
-    layout = PageLayout(number, width, height)
     textpage = page.get_textpage()
     try:
-        layout.lines = _lines(textpage, height)
+        left, bottom, right, top = page.get_cropbox()
+        view = _View(_reading_rotation(page, textpage), right - left, top - bottom)
+        layout = PageLayout(number, view.width, view.height, view.rotation)
+        layout.lines = _lines(textpage, view)
     finally:
         textpage.close()
-    layout.graphics = _graphics(page, width, height)
+    layout.graphics = _graphics(page, view)
     return layout
 
 
-def _segments(textpage: pdfium.PdfTextPage, height: float) -> list[Line]:
+def _reading_rotation(page: pdfium.PdfPage, textpage: pdfium.PdfTextPage) -> int:
+    """A page turned a quarter by /Rotate is read as shown when its text runs up or down the
+    page (a landscape table set sideways), and unturned when its text runs across already."""
+    rotation = page.get_rotation()
+    if rotation not in (90, 270):
+        return 0
+    across = up = 0.0
+    for index in range(textpage.count_rects()):
+        left, bottom, right, top = textpage.get_rect(index)
+        across += right - left
+        up += top - bottom
+    return rotation if up > across else 0
+
+
+def _segments(textpage: pdfium.PdfTextPage, view: _View) -> list[Line]:
     """Text segments: each of PDFium's text lines, split where it splits the line into rects."""
     raw = textpage.raw
     count = textpage.count_chars()
@@ -85,7 +135,7 @@ def _segments(textpage: pdfium.PdfTextPage, height: float) -> list[Line]:
     start = 0
     for end in [i for i, code in enumerate(chars) if code in (10, 13)] + [count]:
         if end - start > 0:
-            segments += _line_segments(textpage, chars, start, end, height, font)
+            segments += _line_segments(textpage, chars, start, end, view, font)
         start = end + 1
     return segments
 
@@ -95,10 +145,12 @@ def _line_segments(
     chars: list[int],
     start: int,
     end: int,
-    height: float,
+    view: _View,
     font: _FontReader,
 ) -> list[Line]:
-    rects = [textpage.get_rect(r) for r in range(textpage.count_rects(start, end - start))]
+    rects = [
+        view.rect(*textpage.get_rect(r)) for r in range(textpage.count_rects(start, end - start))
+    ]
     if not rects:
         return []
     # PDFium splits a line into a rect per text object; glue rects a word-gap apart, so only
@@ -123,7 +175,8 @@ def _line_segments(
         x, y = ctypes.c_double(), ctypes.c_double()
         for i in range(start, end):
             pdfium_c.FPDFText_GetCharOrigin(textpage.raw, i, ctypes.byref(x), ctypes.byref(y))
-            best = min(range(len(blocks)), key=lambda b: _distance(blocks[b], x.value, y.value))
+            origin = view.point(x.value, y.value)
+            best = min(range(len(blocks)), key=lambda b: _distance(blocks[b], *origin))
             members[best].append(i)
         groups = [(block, m) for block, m in zip(blocks, members, strict=True) if m]
     out = []
@@ -133,7 +186,7 @@ def _line_segments(
             continue
         first = next((i for i in indices if chars[i] > 32), indices[0])
         size, bold = font.read(first, top - bottom)
-        out.append(Line(left, height - top, right, height - bottom, text, size, bold))
+        out.append(Line(left, view.height - top, right, view.height - bottom, text, size, bold))
     return out
 
 
@@ -186,9 +239,9 @@ class _FontReader:
         return round(size or fallback_size, 1), bold
 
 
-def _lines(textpage: pdfium.PdfTextPage, height: float) -> list[Line]:
+def _lines(textpage: pdfium.PdfTextPage, view: _View) -> list[Line]:
     """Merge segments that sit on one baseline with a word-sized gap between them."""
-    segments = sorted(_segments(textpage, height), key=lambda s: (round(s.top), s.x0))
+    segments = sorted(_segments(textpage, view), key=lambda s: (round(s.top), s.x0))
     lines: list[Line] = []
     for segment in segments:
         for line in reversed(lines[-6:]):
@@ -213,9 +266,11 @@ def _lines(textpage: pdfium.PdfTextPage, height: float) -> list[Line]:
     return lines
 
 
-def _graphics(page: pdfium.PdfPage, width: float, height: float) -> list[Graphic]:
+def _graphics(page: pdfium.PdfPage, view: _View) -> list[Graphic]:
     found: list[Graphic] = []
-    for kind, (left, bottom, right, top) in _walk(page, None, None, 0):
+    width, height = view.width, view.height
+    for kind, bounds in _walk(page, None, None, 0):
+        left, bottom, right, top = view.rect(*bounds)
         x0, x1 = max(0.0, left), min(width, right)
         y0, y1 = max(0.0, height - top), min(height, height - bottom)
         if x1 - x0 < 0.5 and y1 - y0 < 0.5:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pypdfium2 as pdfium
 import pytest
-from PIL import Image
+from PIL import Image, ImageChops
 
 from ldrt_core.extract import ExtractedDocument, ExtractOptions, extract_pdf
 from ldrt_core.extract.engine import RENDER_PADDING
@@ -89,6 +91,53 @@ def test_render_off_and_dpi(tmp_path: Path) -> None:
     figure = sharp.figures[0]
     width = Image.open(io.BytesIO(figure.image_png or b"")).width
     assert abs(width - (figure.bbox[2] - figure.bbox[0] + 2 * RENDER_PADDING) * 300 / 72) <= 2
+
+
+def _quarter_turned(pdf: bytes) -> bytes:
+    """Each page given /Rotate 90, its content left as drawn: a viewer shows it sideways."""
+    document = pdfium.PdfDocument(pdf)
+    for index in range(len(document)):
+        document[index].set_rotation(90)
+    out = io.BytesIO()
+    document.save(out)
+    return out.getvalue()
+
+
+def _drawn_sideways(pdf: bytes) -> bytes:
+    """Each page drawn a quarter turn round on a landscape page that /Rotate 90 shows upright,
+    as publishers set landscape tables."""
+    source, document = pdfium.PdfDocument(pdf), pdfium.PdfDocument.new()
+    for index in range(len(source)):
+        width, height = source[index].get_size()
+        page = document.new_page(height, width)
+        drawing = source.page_as_xobject(index, document).as_pageobject()
+        drawing.set_matrix(pdfium.PdfMatrix(0, 1, -1, 0, height, 0))
+        page.insert_obj(drawing)
+        page.gen_content()
+        page.set_rotation(90)
+    out = io.BytesIO()
+    document.save(out)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("turn", [_quarter_turned, _drawn_sideways])
+def test_a_rotated_page_gives_the_figures_of_its_upright_page(
+    tmp_path: Path, turn: Callable[[bytes], bytes]
+) -> None:
+    """PDFium reports text and objects unturned whatever the /Rotate; boxes and crops must not
+    mix that space with the turned one."""
+    pdf = write_sample_corpus(tmp_path, papers=1, seed=0)[0].pdf_path.read_bytes()
+    upright = extract_pdf(pdf, ExtractOptions(dpi=72))
+    turned = extract_pdf(turn(pdf), ExtractOptions(dpi=72))
+    assert [(f.label, f.page, f.caption) for f in turned.figures] == [
+        (f.label, f.page, f.caption) for f in upright.figures
+    ]
+    for want, got in zip(upright.figures, turned.figures, strict=True):
+        assert iou(got.bbox, want.bbox) >= 0.99, (got.label, got.bbox, want.bbox)
+        want_image = Image.open(io.BytesIO(want.image_png or b"")).convert("L")
+        got_image = Image.open(io.BytesIO(got.image_png or b"")).convert("L")
+        assert got_image.size == want_image.size, got.label
+        assert ImageChops.difference(got_image, want_image).getextrema()[1] < 64, got.label
 
 
 def test_markdown_reads_in_order_with_headings(
