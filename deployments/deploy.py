@@ -275,6 +275,17 @@ def ldrt_deploy_main(argv: Sequence[str] | None = None) -> int:
             "LDRT_REFRESH_SOURCE and the LDRT_STORE_URL / LDRT_S3_* of the workers)"
         )
         return 2
+    from prefect.settings import get_current_settings
+
+    if not get_current_settings().api.url:
+        # Prefect would register everything with a temporary server that stops on exit.
+        print(
+            "ldrt-deploy: no Prefect server to register with: set PREFECT_API_URL (e.g. "
+            "http://localhost:4200/api, the compose stack's) or `prefect config set "
+            "PREFECT_API_URL=...`",
+            file=sys.stderr,
+        )
+        return 2
     config = DeployConfig.from_env()
     settings = load_settings()
     ids = deploy(config, settings)

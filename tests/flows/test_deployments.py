@@ -139,6 +139,20 @@ def test_config_from_env_reads_and_checks_the_variables() -> None:
         DeployConfig.from_env({"LDRT_RETRAIN_MIN_PAIRS": "many"})
 
 
+def test_deploy_without_a_prefect_server_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without PREFECT_API_URL Prefect would register everything with a temporary server that
+    stops when the command ends: nothing would ever run."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_HOME
+
+    from deployments.deploy import ldrt_deploy_main
+
+    with temporary_settings({PREFECT_API_URL: None, PREFECT_HOME: tmp_path}):
+        assert ldrt_deploy_main([]) == 2
+    assert "set PREFECT_API_URL" in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------- against the API
 
 
