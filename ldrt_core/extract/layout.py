@@ -66,10 +66,13 @@ class PageLayout:
 
 @dataclass(frozen=True)
 class _View:
-    """Page space turned by `rotation` degrees clockwise, as a viewer turns a page by /Rotate;
-    y still points up. PDFium reports text and objects in page space whatever the /Rotate."""
+    """Page space from the corner of the visible page (media box cut by crop box, which need
+    not start at 0, 0), turned by `rotation` degrees clockwise as a viewer turns a page by
+    /Rotate; y still points up. PDFium reports text and objects in page space regardless."""
 
     rotation: int
+    left: float
+    bottom: float
     page_width: float  # unturned
     page_height: float
 
@@ -82,6 +85,7 @@ class _View:
         return self.page_width if self.rotation in (90, 270) else self.page_height
 
     def point(self, x: float, y: float) -> tuple[float, float]:
+        x, y = x - self.left, y - self.bottom
         if self.rotation == 90:
             return y, self.page_width - x
         if self.rotation == 180:
@@ -100,8 +104,9 @@ class _View:
 def read_page(page: pdfium.PdfPage, number: int) -> PageLayout:
     textpage = page.get_textpage()
     try:
-        left, bottom, right, top = page.get_cropbox()
-        view = _View(_reading_rotation(page, textpage), right - left, top - bottom)
+        left, bottom, right, top = page.get_bbox()
+        rotation = _reading_rotation(page, textpage)
+        view = _View(rotation, left, bottom, right - left, top - bottom)
         layout = PageLayout(number, view.width, view.height, view.rotation)
         layout.lines = _lines(textpage, view)
     finally:

@@ -140,6 +140,31 @@ def test_a_rotated_page_gives_the_figures_of_its_upright_page(
         assert ImageChops.difference(got_image, want_image).getextrema()[1] < 64, got.label
 
 
+@pytest.mark.parametrize("box", ["crop", "media"])
+def test_a_page_box_off_the_origin_moves_the_figures_with_it(tmp_path: Path, box: str) -> None:
+    """Boxes are measured from the page as shown: trim marks cut off by a CropBox, or a
+    MediaBox that does not start at (0, 0), move every figure and not its crop."""
+    pdf = write_sample_corpus(tmp_path, papers=1, seed=0)[0].pdf_path.read_bytes()
+    whole = extract_pdf(pdf, ExtractOptions(dpi=72))
+    document = pdfium.PdfDocument(pdf)
+    for index in range(len(document)):
+        page = document[index]
+        left, bottom, right, top = page.get_mediabox()
+        inset = (left + 20, bottom + 20, right - 20, top - 20)
+        (page.set_cropbox if box == "crop" else page.set_mediabox)(*inset)
+    out = io.BytesIO()
+    document.save(out)
+    cut = extract_pdf(out.getvalue(), ExtractOptions(dpi=72))
+    assert [f.label for f in cut.figures] == [f.label for f in whole.figures]
+    for want, got in zip(whole.figures, cut.figures, strict=True):
+        moved = (want.bbox[0] - 20, want.bbox[1] - 20, want.bbox[2] - 20, want.bbox[3] - 20)
+        assert iou(got.bbox, moved) >= 0.99, (got.label, got.bbox, moved)
+        want_image = Image.open(io.BytesIO(want.image_png or b"")).convert("L")
+        got_image = Image.open(io.BytesIO(got.image_png or b"")).convert("L")
+        assert got_image.size == want_image.size, got.label
+        assert ImageChops.difference(got_image, want_image).getextrema()[1] < 64, got.label
+
+
 def test_markdown_reads_in_order_with_headings(
     generated: list[tuple[dict[str, Any], ExtractedDocument]],
 ) -> None:
