@@ -12,9 +12,10 @@ pipeline goes on with the rest and ends Failed at the end, naming them; any othe
 it there. Retrying the pipeline's flow run retries the failed items (the stage flows see it as
 a retry through `retry_failed`).
 
-Its table artifact `ldrt-pipeline-summary` has each stage's outcome and counts, also when a
-stage stopped it (`stage_table`); the failed items, what curation's filters dropped, the
-training runs and the evaluation report have artifacts of their own.
+Its table artifact `ldrt-pipeline-summary` has each stage's outcome and counts, and
+`ldrt-pipeline-failures` every stage's failed items (or a row saying none failed), also when a
+stage stopped it (`stage_table`); what curation's filters dropped, the training runs and the
+evaluation report have artifacts of their own.
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 Each flow loads the settings from the environment once (they are never a flow parameter, so no
 secret reaches the Prefect API), migrates the lineage database, runs its tasks and passes them
-ids and store keys. At the end it publishes a table artifact (counts, failures with reasons;
-evaluate adds the report as markdown). Run inline by `pipeline` or `prepare`, a stage's counts
-are rows of that flow's one table instead (`stage_table`).
+ids and store keys. At the end it publishes table artifacts: its counts, and for refresh,
+extract and qa (whose items can fail) the failed items with their reasons, or a row saying none
+failed; evaluate adds the report as markdown. Run inline by `pipeline` or `prepare`, a stage's
+counts and failed items are rows of that flow's two tables instead (`stage_table`).
 
 Per-item stages (the downloads of refresh, extract) run one task per paper or document, at most
 LDRT_DOWNLOAD_WORKERS / LDRT_EXTRACT_WORKERS at a time, on the task runner LDRT_TASK_RUNNER
@@ -59,6 +60,7 @@ from tasks.stages import (
 
 MAX_FAILURES_SHOWN = 200  # rows of the failures table; the database keeps them all
 REPORT_LINK_DAYS = 7  # S3's longest presigned expiry
+NONE_FAILED = {"item": "none", "reason": ""}  # the failures table of a run where none did
 
 
 class ItemsFailed(LdrtError):
@@ -124,31 +126,40 @@ def publish_summary(
     stage: str,
     settings: Settings,
     counts: dict[str, Any],
-    failures: Sequence[tuple[str, str]] = (),
+    failures: Sequence[tuple[str, str]] | None = None,
 ) -> None:
-    """The table artifacts the UI shows at the end of a stage: counts, and failures with
-    their reasons (secrets scrubbed). Inside `stage_table` (a flow running stages inline), the
-    counts are rows of that flow's one table instead of a table of their own."""
+    """The table artifacts the UI shows at the end of a stage: counts, and, for a stage whose
+    items can fail (`failures` not None), the failed items with their reasons (secrets
+    scrubbed). Inside `stage_table` (a flow running stages inline), both are rows of that
+    flow's tables instead of tables of their own."""
+    scrubbed = [(settings.scrub(item), settings.scrub(reason)) for item, reason in failures or ()]
     table = _stage_table.get()
     if table is not None:
         table.counts(stage, counts)
-    else:
-        publish(
-            create_table_artifact,
-            [{"metric": name, "value": str(value)} for name, value in counts.items()],
-            key=f"ldrt-{stage}-summary",
-            description=f"{stage}: counts",
-        )
-    if failures:
-        publish(
-            create_table_artifact,
-            [
-                {"item": settings.scrub(item), "reason": settings.scrub(reason)}
-                for item, reason in failures[:MAX_FAILURES_SHOWN]
-            ],
-            key=f"ldrt-{stage}-failures",
-            description=f"{stage}: {len(failures)} failed",
-        )
+        table.item_failures.extend((f"{stage} {item}", reason) for item, reason in scrubbed)
+        return
+    publish(
+        create_table_artifact,
+        [{"metric": name, "value": str(value)} for name, value in counts.items()],
+        key=f"ldrt-{stage}-summary",
+        description=f"{stage}: counts",
+    )
+    if failures is not None:
+        publish_failures(stage, scrubbed)
+
+
+def publish_failures(name: str, failures: Sequence[tuple[str, str]]) -> None:
+    """`ldrt-<name>-failures`: the items that failed and why, or one row saying none did.
+
+    Published also when none failed: the UI shows a key's latest version, which would otherwise
+    go on listing the failures of an earlier run that a later one has fixed."""
+    rows = [{"item": item, "reason": reason} for item, reason in failures[:MAX_FAILURES_SHOWN]]
+    publish(
+        create_table_artifact,
+        rows or [NONE_FAILED],
+        key=f"ldrt-{name}-failures",
+        description=f"{name}: {len(failures)} failed" if failures else f"{name}: none failed",
+    )
 
 
 class StageTable:
@@ -159,6 +170,7 @@ class StageTable:
     def __init__(self) -> None:
         self._stages: dict[str, tuple[str | None, list[tuple[str, str]]]] = {}
         self.failed: list[ItemsFailed] = []
+        self.item_failures: list[tuple[str, str]] = []  # ("<stage> <item>", reason), scrubbed
 
     def run(self, stage: Flow[..., Any], **parameters: Any) -> Any:
         """Run a stage flow's body inside the current flow run (the pipeline's) and note its
@@ -216,10 +228,12 @@ _stage_table: ContextVar[StageTable | None] = ContextVar("ldrt_stage_table", def
 @contextmanager
 def stage_table(flow_name: str, description: str) -> Iterator[StageTable]:
     """The block's stages (`StageTable.run`) and their counts go into one table artifact,
-    `ldrt-<flow_name>-summary`, published when the block ends, also when a stage stops it.
+    `ldrt-<flow_name>-summary`, and their failed items into one more,
+    `ldrt-<flow_name>-failures` (saying none when none did), both published when the block
+    ends, also when a stage stops it.
 
-    One table in place of a table per stage: what the pipeline did reads in one place, and
-    each artifact costs the server 7 to 10 ms of CPU on the work's machine."""
+    Two tables in place of two per stage: what the pipeline did reads in one place, and each
+    artifact costs the server 7 to 10 ms of CPU on the work's machine."""
     table = StageTable()
     token = _stage_table.set(table)
     try:
@@ -232,6 +246,7 @@ def stage_table(flow_name: str, description: str) -> Iterator[StageTable]:
             key=f"ldrt-{flow_name}-summary",
             description=description,
         )
+        publish_failures(flow_name, table.item_failures)
 
 
 def _brief(output: Any) -> str:

@@ -34,7 +34,7 @@ from sqlalchemy import select
 from flows.pipeline import pipeline
 from flows.retraining import prepare
 from flows.server import RECORDER_FLUSH_S
-from flows.stages import ItemsFailed, extract_flow, train_flow
+from flows.stages import NONE_FAILED, ItemsFailed, extract_flow, refresh_flow, train_flow
 from ldrt_core import db
 from ldrt_core.config import load_settings
 from ldrt_core.db.models import (
@@ -205,7 +205,9 @@ def test_pipeline_on_the_sample_corpus(tmp_path: Path, monkeypatch: pytest.Monke
         "ldrt-train-summary",
         "ldrt-evaluation-report",
     } <= keys
-    assert not any(key.endswith("-failures") for key in keys)
+    # One failures table for every stage's items, saying that none failed.
+    assert {key for key in keys if key.endswith("-failures")} == {"ldrt-pipeline-failures"}
+    assert table(made, "ldrt-pipeline-failures") == [NONE_FAILED]
     counted_apart = {f"ldrt-{stage}-summary" for stage in STAGES if stage != "train"}
     assert not counted_apart & keys  # train's summary is its table of runs
     summary = table(made, "ldrt-pipeline-summary")
@@ -236,6 +238,28 @@ def test_pipeline_on_the_sample_corpus(tmp_path: Path, monkeypatch: pytest.Monke
     assert sorted(r.state.name for r in cached) == ["Cached", "Cached"]
     with db.session_scope(engine) as session:
         assert len(list(session.scalars(select(TrainingRun)))) == 2
+
+
+def test_a_clean_run_after_a_failed_one_publishes_failures_saying_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The UI shows a key's latest version: a clean run must replace a failed run's list."""
+    monkeypatch.setenv("LDRT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LDRT_DOWNLOAD_RETRIES", "0")
+    papers = write_sample_corpus(tmp_path / "papers", papers=2, seed=4)
+    broken = papers[-1].pdf_path
+    good = broken.read_bytes()
+    broken.write_bytes(good[: len(good) // 2])  # no %%EOF: the download check refuses it
+    source = f"folder:{tmp_path / 'papers'}"
+
+    failed = refresh_flow(source=source, return_state=True)
+    broken.write_bytes(good)
+    clean = refresh_flow(source=source, retry_failed=True, return_state=True)
+
+    assert failed.is_failed() and clean.is_completed()
+    listed = table(artifacts([flow_run_id(failed)]), "ldrt-refresh-failures")
+    assert len(listed) == 1 and "cut short" in listed[0]["reason"]
+    assert table(artifacts([flow_run_id(clean)]), "ldrt-refresh-failures") == [NONE_FAILED]
 
 
 @pytest.mark.slow
@@ -287,7 +311,9 @@ def test_a_stage_that_stops_the_pipeline_leaves_the_table_of_what_ran(
 
     assert state.is_failed()
     assert isinstance(state.result(raise_on_failure=False), ModelLoadError)
-    summary = table(artifacts([flow_run_id(state)]), "ldrt-pipeline-summary")
+    made = artifacts([flow_run_id(state)])
+    assert table(made, "ldrt-pipeline-failures") == [NONE_FAILED]  # published all the same
+    summary = table(made, "ldrt-pipeline-summary")
     assert list(outcomes(summary).items()) == [
         ("refresh", "ok"),
         ("extract", "ok"),

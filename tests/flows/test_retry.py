@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from deployments.deploy import RESULTS_FOLDER, configure_result_storage
 from flows.pipeline import pipeline
+from flows.stages import NONE_FAILED
 from ldrt_core import db
 from ldrt_core.config import load_settings
 from ldrt_core.db.models import DatasetVersion, Document, Paper, TrainingRun
@@ -28,9 +29,11 @@ from ldrt_core.samples import write_sample_corpus
 from ldrt_core.store import open_store
 from tests.flows.test_flows import (
     TINY_PIPELINE,
+    artifacts,
     flow_run_id,
     retry_flow_run,
     subflow_runs,
+    table,
     task_runs,
 )
 
@@ -78,6 +81,8 @@ def test_retrying_a_failed_pipeline_run_reruns_only_the_failed_item(
             bad_paper = paper.id
         assert failed == [f"download-{bad_paper}"]
         assert sum(t.name.startswith("extract-") for t in first) == 3
+        listed = table(artifacts([run_id]), "ldrt-pipeline-failures")
+        assert [row["item"] for row in listed] == [f"refresh {bad_paper}"]
 
         # Fix the input; retry the same flow run from the command line.
         broken.write_bytes(good)
@@ -87,6 +92,10 @@ def test_retrying_a_failed_pipeline_run_reruns_only_the_failed_item(
         with get_client(sync_client=True) as client:
             run = client.read_flow_run(run_id)
         assert run.state is not None and run.state.is_completed() and run.run_count == 2
+        # The failures table's newest version (the one the UI shows) says none failed now.
+        tables = [a for a in artifacts([run_id]) if a.key == "ldrt-pipeline-failures"]
+        newest = max(tables, key=lambda a: a.created)
+        assert len(tables) == 2 and table([newest], "ldrt-pipeline-failures") == [NONE_FAILED]
         again = tasks_of(run_id, since=retried_at)
         with db.session_scope(engine) as session:
             fixed = session.get(Paper, bad_paper)
