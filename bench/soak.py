@@ -10,9 +10,10 @@ while a fault thread takes S3 or PostgreSQL down (every connection cut, new ones
 --max-retries times, as an operator would. Task retry delays are shortened to 1 s so that the
 soak takes minutes, not hours.
 
-Output: one line per run (faults, attempts, outcome) and the totals: runs, faults injected,
-items lost (papers in the corpus not downloaded and extracted at the end: must be 0),
-duplicates (papers, documents or figures recorded twice: must be 0) and `fsck` problems.
+Output: one line per run (faults, attempts, outcome) and the totals: runs, outages during the
+flows (one that would start after them is not made), items lost (papers in the corpus not
+downloaded and extracted at the end: must be 0), duplicates (papers, documents or figures
+recorded twice: must be 0) and `fsck` problems. The scratch bucket is removed at the end.
 
     python bench/soak.py [--runs 10] [--papers-per-run 3] [--seed 0]
 """
@@ -41,6 +42,7 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from tests.support.faulty_proxy import FaultyProxy
+from tests.support.s3_bucket import remove_bucket
 
 
 @contextmanager
@@ -87,13 +89,17 @@ def target(url: str) -> tuple[str, int]:
     return parts.hostname or "127.0.0.1", parts.port or (5432 if "postgres" in url else 80)
 
 
-def inject(rng: random.Random, proxies: dict[str, FaultyProxy], log: list[str]) -> threading.Thread:
-    """In the background: one outage of a random service, at a random moment, of random length."""
+def inject(
+    rng: random.Random, proxies: dict[str, FaultyProxy], log: list[str], done: threading.Event
+) -> threading.Thread:
+    """In the background: one outage of a random service, at a random moment, of random length;
+    none (and none logged) when the flows are `done` before that moment."""
     name = rng.choice(sorted(proxies))
     wait, down = rng.uniform(0.0, 3.0), rng.uniform(0.5, 3.0)
 
     def outage() -> None:
-        time.sleep(wait)
+        if done.wait(wait):
+            return
         proxies[name].cut()
         log.append(f"{name} down {down:.1f} s after {wait:.1f} s")
         time.sleep(down)
@@ -218,8 +224,10 @@ def main() -> None:
             for paper in write_sample_corpus(batch, papers=args.papers_per_run, seed=1000 + run):
                 paper.pdf_path.rename(corpus / f"run{run:02d}-{paper.pdf_path.name}")
             before = len(faults)
-            fault = inject(rng, proxies, faults)
+            flows_done = threading.Event()
+            fault = inject(rng, proxies, faults, flows_done)
             failed = run_flows(corpus, retry=False)
+            flows_done.set()
             fault.join()
             attempts = 1
             while failed and attempts <= args.max_retries:
@@ -237,11 +245,12 @@ def main() -> None:
         report = check(connect(settings), open_store(settings))
         print(
             f"\nruns {args.runs} in {took:.0f} s, papers {counts['papers']}, "
-            f"faults injected {len(faults)}\n"
+            f"outages during the flows {len(faults)}\n"
             f"items lost   {counts['lost']}  (must be 0)\n"
             f"duplicates   {counts['duplicates']}  (must be 0)\n"
             f"fsck         {'clean' if report.ok else report.counts()}"
         )
+        remove_bucket(os.environ)  # the soak's scratch bucket
 
 
 if __name__ == "__main__":

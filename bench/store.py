@@ -20,9 +20,13 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ldrt_core.config import load_settings
 from ldrt_core.store import ArtifactStore, open_store
+from tests.support.s3_bucket import remove_bucket
 
 
 @contextmanager
@@ -99,7 +103,10 @@ def main() -> None:
             "LDRT_S3_SECRET_KEY": args.secret_key,
             "LDRT_S3_REGION": "us-east-1",
         }
-        bench("s3", open_store(load_settings(env)))
+        try:
+            bench("s3", open_store(load_settings(env)))
+        finally:
+            remove_bucket(env)
 
 
 if __name__ == "__main__":

@@ -79,15 +79,19 @@ def s3_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture
-def s3_env(s3_endpoint: str) -> dict[str, str]:
-    """LDRT_* settings for a fresh, empty bucket on the loopback S3 server."""
-    return {
+def s3_env(s3_endpoint: str) -> Iterator[dict[str, str]]:
+    """LDRT_* settings for a fresh, empty bucket on the loopback S3 server, removed after."""
+    from tests.support.s3_bucket import remove_bucket
+
+    env = {
         "LDRT_STORE_URL": f"s3://ldrt-test-{uuid.uuid4().hex[:12]}",
         "LDRT_S3_ENDPOINT": s3_endpoint,
         "LDRT_S3_ACCESS_KEY": "test-access-key",
         "LDRT_S3_SECRET_KEY": "test-secret-key-do-not-print",
         "LDRT_S3_REGION": "us-east-1",
     }
+    yield env
+    remove_bucket(env)
 
 
 @pytest.fixture(scope="session")
