@@ -12,7 +12,7 @@ interleaved rounds of each and their ratio, and the median of the rounds' own ra
 round's two runs are seconds apart, so a machine that drifts slower or faster between rounds
 shifts both) with a 95% bootstrap interval over the rounds. Target: Prefect adds under 10%; the
 verdict says "met" when the whole interval is under 10%, "not met" when it is all above, and
-otherwise that more rounds are needed to tell.
+otherwise that more rounds are needed to tell; with fewer than 5 rounds it gives none.
 
     python bench/orchestration.py [--papers 8] [--steps 20] [--questions 12] [--repeat 8]
     python bench/orchestration.py --corpus ../shared/corpus/pdfs   # real PDFs instead
@@ -52,6 +52,7 @@ LORA = {"lora_r": 16, "lora_alpha": 32}  # and the rest of the demo's training c
 LR = 1e-2
 NEW_TOKENS = 64
 TARGET = 0.10  # Prefect adds under 10%
+MIN_ROUNDS = 5  # fewer, and no verdict
 
 
 def core_path(home: Path, corpus: Path, steps: int, questions: int) -> None:
@@ -194,6 +195,8 @@ def main() -> None:
     paired = statistics.median(ratios)
     low, high = _interval(ratios)
     verdict = "met" if high < TARGET else "not met" if low > TARGET else "too close to tell"
+    if args.repeat < MIN_ROUNDS:  # a bootstrap over so few ratios says next to nothing
+        verdict = f"not judged: too few rounds (--repeat {MIN_ROUNDS} or more)"
     print(
         f"\n{papers}, training steps {args.steps} per stage, "
         f"questions {args.questions}, median of {args.repeat}\n"
