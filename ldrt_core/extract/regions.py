@@ -219,11 +219,19 @@ def _grow(analysis: PageAnalysis, index: int) -> list[Line]:
     if column is None:
         x0, x1 = min(c.x0 for c in analysis.columns), max(c.x1 for c in analysis.columns)
     caption = [first]
+    # The rest of the first row may sort before the label: a run in another font can reach a
+    # hair higher. So every line from the label's row down is a candidate, not only later ones
+    # (the row measured by font size: sideways text makes a line's height a column's length).
+    row = first.top - 0.5 * first.size
     candidates = sorted(
         (
             ln
-            for ln in lines[index + 1 :]
-            if ln.x0 >= x0 - 6 and ln.x1 <= x1 + 6 and ln.x0 < max(first.x1, x0 + 0.5 * (x1 - x0))
+            for ln in lines
+            if ln is not first
+            and ln.top >= row
+            and ln.x0 >= x0 - 6
+            and ln.x1 <= x1 + 6
+            and ln.x0 < max(first.x1, x0 + 0.5 * (x1 - x0))
         ),
         key=lambda ln: ln.top,
     )

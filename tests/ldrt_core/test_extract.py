@@ -11,6 +11,7 @@ from typing import Any
 import pypdfium2 as pdfium
 import pytest
 from PIL import Image, ImageChops
+from reportlab.pdfgen.canvas import Canvas
 
 from ldrt_core.extract import ExtractedDocument, ExtractOptions, extract_pdf
 from ldrt_core.extract.engine import RENDER_PADDING
@@ -163,6 +164,22 @@ def test_a_page_box_off_the_origin_moves_the_figures_with_it(tmp_path: Path, box
         got_image = Image.open(io.BytesIO(got.image_png or b"")).convert("L")
         assert got_image.size == want_image.size, got.label
         assert ImageChops.difference(got_image, want_image).getextrema()[1] < 64, got.label
+
+
+def test_a_caption_label_and_its_text_set_as_two_runs_on_one_row_stay_one_caption() -> None:
+    """A regular run's glyphs can reach a hair above the bold label's, so the run sorts before
+    the label it follows on the row (peerj sets captions like this)."""
+    out = io.BytesIO()
+    canvas = Canvas(out, pagesize=(612, 792), invariant=1)
+    canvas.rect(100, 400, 300, 200, fill=1)
+    canvas.setFont("Helvetica-Bold", 8)
+    canvas.drawString(100, 385, "Figure 1.")
+    canvas.setFont("Helvetica", 8)
+    canvas.drawString(140, 385, "Dose response of IL-6 after 0.5 Gy.")
+    canvas.showPage()
+    canvas.save()
+    document = extract_pdf(out.getvalue(), ExtractOptions(render=False))
+    assert [f.caption for f in document.figures] == ["Figure 1. Dose response of IL-6 after 0.5 Gy."]
 
 
 def test_markdown_reads_in_order_with_headings(
