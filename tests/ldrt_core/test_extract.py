@@ -179,7 +179,8 @@ def test_a_caption_label_and_its_text_set_as_two_runs_on_one_row_stay_one_captio
     canvas.showPage()
     canvas.save()
     document = extract_pdf(out.getvalue(), ExtractOptions(render=False))
-    assert [f.caption for f in document.figures] == ["Figure 1. Dose response of IL-6 after 0.5 Gy."]
+    captions = [f.caption for f in document.figures]
+    assert captions == ["Figure 1. Dose response of IL-6 after 0.5 Gy."]
 
 
 def test_markdown_reads_in_order_with_headings(
