@@ -26,6 +26,8 @@ from prefect import flow
 
 from flows.runners import task_runner
 from flows.stages import (
+    NonNegative,
+    Positive,
     curate_flow,
     evaluate_flow,
     extract_flow,
@@ -42,19 +44,19 @@ from tasks.progress import FLUSH_ARTIFACTS
 def pipeline(
     source: str = "s2",
     query: str | None = None,
-    max_papers: int | None = None,
+    max_papers: Positive | None = None,
     curation: dict[str, Any] | None = None,
     qa_backend: str | None = None,
     base_model: str | None = None,
-    max_steps: int | None = None,
-    lora_r: int | None = None,
-    lora_alpha: int | None = None,
+    max_steps: Positive | None = None,
+    lora_r: Positive | None = None,
+    lora_alpha: Positive | None = None,
     align_lr: float | None = None,
     instruct_lr: float | None = None,
-    checkpoint_every: int | None = None,
+    checkpoint_every: NonNegative | None = None,
     judges: list[str] | None = None,
-    eval_limit: int | None = None,
-    max_new_tokens: int = 512,
+    eval_limit: Positive | None = None,
+    max_new_tokens: Positive = 512,
 ) -> dict[str, Any]:
     """Refresh the corpus, extract, curate, generate QA, train both stages, evaluate.
 

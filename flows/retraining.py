@@ -26,6 +26,7 @@ from prefect.events import emit_event
 from prefect.runtime import flow_run
 
 from flows.stages import (
+    Positive,
     curate_flow,
     evaluate_flow,
     extract_flow,
@@ -109,7 +110,7 @@ def announce_new_pairs(payload: dict[str, Any]) -> None:
 def prepare(
     source: str = "s2",
     query: str | None = None,
-    max_papers: int | None = None,
+    max_papers: Positive | None = None,
     curation: dict[str, Any] | None = None,
     qa_backend: str | None = None,
 ) -> dict[str, Any]:
@@ -151,10 +152,10 @@ def prepare(
 def retrain(
     dataset: str = "latest",
     base_model: str | None = None,
-    max_steps: int | None = None,
+    max_steps: Positive | None = None,
     judges: list[str] | None = None,
-    eval_limit: int | None = None,
-    max_new_tokens: int = 512,
+    eval_limit: Positive | None = None,
+    max_new_tokens: Positive = 512,
 ) -> dict[str, Any]:
     """Train both stages on a dataset version (the instruct version the new-pairs event names),
     then evaluate the tuned run against the base model."""

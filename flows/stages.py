@@ -32,12 +32,13 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import Flow, flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import PrefectFuture, as_completed
 from prefect.runtime import flow_run
+from pydantic import Field
 
 from flows.runners import task_runner
 from ldrt_core.config import Settings, load_settings
@@ -57,6 +58,11 @@ from tasks.stages import (
     generate_qa_task,
     train_stage_task,
 )
+
+# Bounds of flow parameters, the ones `ldrt` enforces: Prefect checks them when a run is created
+# (UI, API, a deployment's trigger) and when the flow is called, before the flow does anything.
+Positive = Annotated[int, Field(ge=1)]
+NonNegative = Annotated[int, Field(ge=0)]
 
 MAX_FAILURES_SHOWN = 200  # rows of the failures table; the database keeps them all
 REPORT_LINK_DAYS = 7  # S3's longest presigned expiry
@@ -268,7 +274,7 @@ def refresh_flow(
     source: str = "s2",
     query: str | None = None,
     since: dt.date | None = None,
-    max_papers: int | None = None,
+    max_papers: Positive | None = None,
     retry_failed: bool = False,
 ) -> dict[str, Any]:
     """Find papers new since the last refresh and store each PDF once (one task per paper).
@@ -417,19 +423,19 @@ def train_flow(
     base_model: str | None = None,
     stage: str = "both",
     from_run: str | None = None,
-    epochs: int | None = None,
-    max_steps: int | None = None,
-    batch_size: int | None = None,
-    grad_accum: int | None = None,
+    epochs: Positive | None = None,
+    max_steps: Positive | None = None,
+    batch_size: Positive | None = None,
+    grad_accum: Positive | None = None,
     align_lr: float | None = None,
     instruct_lr: float | None = None,
     projector_lr: float | None = None,
-    lora_r: int | None = None,
-    lora_alpha: int | None = None,
-    max_length: int | None = None,
-    checkpoint_every: int | None = None,
+    lora_r: Positive | None = None,
+    lora_alpha: Positive | None = None,
+    max_length: Annotated[int, Field(ge=16)] | None = None,
+    checkpoint_every: NonNegative | None = None,
     precision: str | None = None,
-    seed: int | None = None,
+    seed: NonNegative | None = None,
 ) -> dict[str, str]:
     """Fine-tune LLaVA: stage 1 aligns the projector, stage 2 tunes LoRA; returns the run id of
     each stage. A parameter left empty takes the stage's default (see `ldrt train --help`);
@@ -494,9 +500,9 @@ def evaluate_flow(
     baseline: str = "base",
     judges: list[str] | None = None,
     dataset: str | None = None,
-    limit: int | None = None,
-    temperature: float = 0.2,
-    max_new_tokens: int = 512,
+    limit: Positive | None = None,
+    temperature: Annotated[float, Field(ge=0)] = 0.2,
+    max_new_tokens: Positive = 512,
     base_model: str | None = None,
     backend: str = "transformers",
     pairwise: bool = False,

@@ -28,13 +28,21 @@ from prefect.client.schemas.filters import (
     FlowRunFilterParentFlowRunId,
 )
 from prefect.client.schemas.objects import State
+from prefect.exceptions import ParameterTypeError
 from prefect.settings import PREFECT_API_URL, PREFECT_LOCAL_STORAGE_PATH
 from sqlalchemy import select
 
 from flows.pipeline import pipeline
-from flows.retraining import prepare
+from flows.retraining import prepare, retrain
 from flows.server import RECORDER_FLUSH_S
-from flows.stages import NONE_FAILED, ItemsFailed, extract_flow, refresh_flow, train_flow
+from flows.stages import (
+    NONE_FAILED,
+    ItemsFailed,
+    evaluate_flow,
+    extract_flow,
+    refresh_flow,
+    train_flow,
+)
 from ldrt_core import db
 from ldrt_core.config import load_settings
 from ldrt_core.db.models import (
@@ -293,6 +301,35 @@ def test_instruct_from_a_run_trains_from_the_run_it_names_now(
     assert again.result()["instruct"] == second
     cached = [r for r in task_runs(flow_run_id(again)) if r.name.startswith("train-")]
     assert [r.state.name for r in cached] == ["Cached"]
+
+
+@pytest.mark.parametrize(
+    ("flow", "parameters"),
+    [
+        (train_flow, {"max_steps": 0}),
+        (train_flow, {"epochs": 0}),
+        (train_flow, {"batch_size": 0, "grad_accum": 0, "lora_r": 0}),
+        (evaluate_flow, {"limit": -1}),
+        (refresh_flow, {"max_papers": 0}),
+        (pipeline, {"eval_limit": -1}),
+        (retrain, {"max_steps": 0}),
+    ],
+    ids=lambda value: getattr(value, "name", None) or ",".join(value),
+)
+def test_a_parameter_out_of_bounds_is_refused_before_anything_runs(
+    flow: Any, parameters: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bounds `ldrt` enforces hold for a flow run however it is started: 0 steps would make
+    a 'completed' run that trained nothing, a negative limit evaluate all but the last."""
+    monkeypatch.setenv("LDRT_HOME", str(tmp_path / "home"))
+    if "source" in flow.parameters.properties:
+        parameters = {**parameters, "source": f"folder:{tmp_path}"}
+
+    with pytest.raises(ParameterTypeError) as refused:
+        flow(**parameters)
+
+    assert all(name in str(refused.value) for name in parameters if name != "source")
+    assert not (tmp_path / "home").exists()  # nothing ran: not even the database was made
 
 
 def test_a_stage_that_stops_the_pipeline_leaves_the_table_of_what_ran(
