@@ -49,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 CURATION: dict[str, Any] = {"eval_share": 0.35}  # as `ldrt demo`: a small corpus holds out more
 LORA = {"lora_r": 16, "lora_alpha": 32}  # and the rest of the demo's training configuration
+EPOCHS = 100  # as `ldrt demo`: enough that --steps decides (one epoch of 8 papers is 4 steps)
 LR = 1e-2
 NEW_TOKENS = 64
 TARGET = 0.10  # Prefect adds under 10%
@@ -88,6 +89,7 @@ def core_path(home: Path, corpus: Path, steps: int, questions: int) -> None:
     configs = stage_configs(
         settings,
         "both",
+        epochs=EPOCHS,
         max_steps=steps,
         align_lr=LR,
         instruct_lr=LR,
@@ -125,6 +127,7 @@ def prefect_path(home: Path, corpus: Path, steps: int, questions: int) -> None:
         pipeline(
             source=f"folder:{corpus}",
             curation=CURATION,
+            epochs=EPOCHS,
             max_steps=steps,
             align_lr=LR,
             instruct_lr=LR,
