@@ -431,14 +431,19 @@ def open_judges(settings: Settings, specs: Sequence[str] = ()) -> list[Judge]:
     from ldrt_core.llm.factory import open_llm
 
     entries = list(specs) or [e.strip() for e in settings.judges.split(",") if e.strip()]
-    judges = []
-    for entry in entries:
-        if entry.startswith("hf:"):
-            model, client = entry[3:], open_llm(settings, "hf", entry[3:])
-        else:
-            model, _, url = entry.partition("@")
-            if not model:
-                raise LdrtError(f"judge {entry!r}: expected MODEL[@BASE_URL] or hf:DIR")
-            client = open_llm(settings, "openai", model, url or None)
-        judges.append(Judge(model.rstrip("/").rsplit("/", 1)[-1], client))
+    judges: list[Judge] = []
+    try:
+        for entry in entries:
+            if entry.startswith("hf:"):
+                model, client = entry[3:], open_llm(settings, "hf", entry[3:])
+            else:
+                model, _, url = entry.partition("@")
+                if not model:
+                    raise LdrtError(f"judge {entry!r}: expected MODEL[@BASE_URL] or hf:DIR")
+                client = open_llm(settings, "openai", model, url or None)
+            judges.append(Judge(model.rstrip("/").rsplit("/", 1)[-1], client))
+    except BaseException:
+        for judge in judges:  # those opened before the one that failed (a model in memory)
+            judge.client.close()
+        raise
     return judges

@@ -269,3 +269,28 @@ def test_pairwise_judging_counts_position_bias_as_ties(world: dict[str, Any]) ->
     assert values == [0.5] * summary.items
     markdown = store.get(f"{summary.report_prefix}/report.md").decode()
     assert "## Pairwise" in markdown and "position bias" in markdown
+
+
+def test_judges_opened_before_a_bad_one_are_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A judge list that fails half-way (a typo in the third) leaves no client open: an `hf:`
+    judge holds a model in memory, and the task's retry would open it again."""
+    from ldrt_core.config import load_settings
+    from ldrt_core.evaluate.stage import open_judges
+    from ldrt_core.llm import factory
+
+    closed: list[str] = []
+
+    class Client:
+        def __init__(self, model: str) -> None:
+            self.model = model
+
+        def close(self) -> None:
+            closed.append(self.model)
+
+    monkeypatch.setattr(factory, "open_llm", lambda _s, _b, model, *_: Client(model))
+    settings = load_settings({"LDRT_HOME": str(tmp_path)})
+    with pytest.raises(LdrtError, match="expected MODEL"):
+        open_judges(settings, ["qwen@http://127.0.0.1:9/v1", "hf:/models/llama", "@typo"])
+    assert closed == ["qwen", "/models/llama"]
