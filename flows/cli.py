@@ -831,7 +831,7 @@ def evaluate(
     from ldrt_core.store import open_store
 
     settings = _settings(ctx)
-    judges = open_judges(settings, judge or [])
+    judges = open_judges(settings, judge or None)  # none given: LDRT_JUDGES
     sampling = Sampling(temperature=temperature, max_new_tokens=max_new_tokens)
     try:
         with Progress(console=err_console, transient=as_json) as bar:

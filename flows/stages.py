@@ -510,14 +510,15 @@ def evaluate_flow(
     """Answer the held-out questions with the baseline and the tuned run, score them (judges,
     ROUGE, length ratio, hedging) and publish the report as a markdown artifact.
 
-    judges: MODEL[@BASE_URL] or hf:DIR each (default LDRT_JUDGES; none: metrics only)."""
+    judges: MODEL[@BASE_URL] or hf:DIR each (left empty: LDRT_JUDGES; an empty list: none,
+    metrics only)."""
     settings = load_settings()
     migrated_lineage(settings)
     summary = evaluate_run_task(
         settings,
         run,
         baseline=baseline,
-        judges=judges or (),
+        judges=judges,
         dataset=dataset,
         limit=limit,
         sampling=Sampling(temperature=temperature, max_new_tokens=max_new_tokens),

@@ -315,7 +315,7 @@ def evaluate_run_task(
     settings: Settings,
     run: str,
     baseline: str = "base",
-    judges: Sequence[str] = (),
+    judges: Sequence[str] | None = None,
     dataset: str | None = None,
     limit: int | None = None,
     sampling: Sampling | None = None,

@@ -424,13 +424,15 @@ def latest_report(engine: Engine, run: str) -> EvaluationRun:
     return found
 
 
-def open_judges(settings: Settings, specs: Sequence[str] = ()) -> list[Judge]:
-    """Judges from `specs` (else LDRT_JUDGES): each `MODEL[@BASE_URL]`, an OpenAI-compatible
-    endpoint (LDRT_LLM_BASE_URL when no URL is given; LDRT_LLM_API_KEY), or `hf:DIR`, a local
-    transformers model. Named by the model's last path part."""
+def open_judges(settings: Settings, specs: Sequence[str] | None = None) -> list[Judge]:
+    """Judges from `specs` (None: LDRT_JUDGES; an empty list: none): each `MODEL[@BASE_URL]`,
+    an OpenAI-compatible endpoint (LDRT_LLM_BASE_URL when no URL is given; LDRT_LLM_API_KEY),
+    or `hf:DIR`, a local transformers model. Named by the model's last path part."""
     from ldrt_core.llm.factory import open_llm
 
-    entries = list(specs) or [e.strip() for e in settings.judges.split(",") if e.strip()]
+    if specs is None:
+        specs = [e.strip() for e in settings.judges.split(",") if e.strip()]
+    entries = list(specs)
     judges: list[Judge] = []
     try:
         for entry in entries:

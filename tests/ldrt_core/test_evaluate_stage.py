@@ -294,3 +294,15 @@ def test_judges_opened_before_a_bad_one_are_closed(
     with pytest.raises(LdrtError, match="expected MODEL"):
         open_judges(settings, ["qwen@http://127.0.0.1:9/v1", "hf:/models/llama", "@typo"])
     assert closed == ["qwen", "/models/llama"]
+
+
+def test_no_judges_given_means_ldrt_judges_and_an_empty_list_means_none(tmp_path: Path) -> None:
+    """A flow run's `judges: []` (metrics only) is not the same as leaving it empty."""
+    from ldrt_core.config import load_settings
+    from ldrt_core.evaluate.stage import open_judges
+
+    settings = load_settings({"LDRT_HOME": str(tmp_path), "LDRT_JUDGES": "qwen@http://x/v1"})
+    configured = open_judges(settings, None)
+    assert [judge.name for judge in configured] == ["qwen"]
+    configured[0].client.close()
+    assert open_judges(settings, []) == []
