@@ -36,7 +36,7 @@ from sqlalchemy import Engine, select
 
 from ldrt_core.db.models import DatasetVersion, Document, EvaluationRun, Figure, Pair, TrainingRun
 from ldrt_core.errors import ObjectNotFoundError, StoreError, StoreUnavailableError
-from ldrt_core.store import ArtifactStore, LocalStore
+from ldrt_core.store import ArtifactStore
 from ldrt_core.store.base import CHUNK
 
 ProblemKind = Literal["missing", "size_mismatch", "hash_mismatch", "unreadable", "orphan"]
@@ -310,7 +310,7 @@ def _verify(store: ArtifactStore, key: str, expected: _Expected, verify_hashes: 
                 detail = f"sha256 {sha}, {expected.source} expects {expected.sha256}"
                 problems.append(Problem("hash_mismatch", key, detail))
         else:
-            size = _size(store, key)
+            size = store.size(key)  # a stat, not a read
     except ObjectNotFoundError:  # deleted since the listing
         return _Outcome([Problem("missing", key, f"recorded by {expected.source}")])
     except StoreUnavailableError:
@@ -332,13 +332,3 @@ def _hash(store: ArtifactStore, key: str) -> tuple[int, str]:
             digest.update(chunk)
             size += len(chunk)
     return size, digest.hexdigest()
-
-
-def _size(store: ArtifactStore, key: str) -> int:
-    if isinstance(store, LocalStore):  # LocalStore.stat hashes the file; its size is one stat()
-        path = store.root.joinpath(*key.split("/"))
-        try:
-            return path.stat().st_size
-        except FileNotFoundError:
-            raise ObjectNotFoundError(f"no object at {key!r} in {store.url}") from None
-    return store.stat(key).size  # S3: a HEAD request

@@ -235,6 +235,18 @@ class ArtifactStore(ABC):
             raise ObjectNotFoundError(f"no object at {key!r} in {self.url}")
         return info
 
+    def size(self, key: str) -> int:
+        """The object's size in bytes, without reading or hashing it."""
+        size = self._size(validate_key(key))
+        if size is None:
+            raise ObjectNotFoundError(f"no object at {key!r} in {self.url}")
+        return size
+
+    def _size(self, key: str) -> int | None:
+        """Size of `key`, or None when absent; a store that can tell without hashing says so."""
+        info = self._info(key)
+        return None if info is None else info.size
+
     def list(self, prefix: str = "") -> Iterator[str]:
         """Keys under `prefix`, in lexical order.
 

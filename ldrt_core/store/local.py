@@ -86,6 +86,10 @@ class LocalStore(ArtifactStore):
     def _exists(self, key: str) -> bool:  # without hashing the file, as `_info` must
         return self._path(key).is_file()
 
+    def _size(self, key: str) -> int | None:  # one stat(), where `_info` hashes the file
+        path = self._path(key)
+        return path.stat().st_size if path.is_file() else None
+
     def _info(self, key: str) -> ObjectInfo | None:
         path = self._path(key)
         if not path.is_file():

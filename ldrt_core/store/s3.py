@@ -112,11 +112,21 @@ class S3Store(ArtifactStore):
                 metadata={SHA256_META: staged.sha256},
             )
 
-    def _info(self, key: str) -> ObjectInfo | None:
+    def _stat(self, key: str) -> Any:
+        """The object's HEAD, or None when absent."""
         try:
             with self._errors("stat", key):
-                obj = self._client.stat_object(self.bucket, self._name(key))
+                return self._client.stat_object(self.bucket, self._name(key))
         except ObjectNotFoundError:
+            return None
+
+    def _size(self, key: str) -> int | None:  # a HEAD, where `_info` may hash the object
+        obj = self._stat(key)
+        return None if obj is None else int(obj.size or 0)
+
+    def _info(self, key: str) -> ObjectInfo | None:
+        obj = self._stat(key)
+        if obj is None:
             return None
         meta = obj.metadata or {}
         sha = meta.get(f"x-amz-meta-{SHA256_META}") or meta.get(f"X-Amz-Meta-{SHA256_META.title()}")

@@ -427,6 +427,26 @@ def test_s3_stat_hashes_objects_written_without_ldrt_metadata(s3_env: dict[str, 
     assert store.stat("foreign.bin").sha256 == sha(b"abc")
 
 
+def test_size_reads_no_bytes(store: ArtifactStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`fsck --no-hash` asks only sizes: not one object is read, not even one written by
+    something other than ldrt (no sha256 in its S3 metadata)."""
+    store.put("mine.bin", b"abcd")
+    if isinstance(store, S3Store):
+        store._client.put_object(store.bucket, "foreign.bin", io.BytesIO(b"abc"), 3)
+    else:
+        store.put("foreign.bin", b"abc")
+
+    def no_reads(key: str) -> None:
+        raise AssertionError(f"read {key}")
+
+    monkeypatch.setattr(store, "_open", no_reads)
+    if isinstance(store, LocalStore):  # which hashes a file without `_open`
+        monkeypatch.setattr(Path, "open", no_reads)
+    assert (store.size("mine.bin"), store.size("foreign.bin")) == (4, 3)
+    with pytest.raises(ObjectNotFoundError):
+        store.size("absent")
+
+
 @pytest.mark.unit
 def test_dead_s3_endpoint_is_unavailable_fast() -> None:
     settings = load_settings(
