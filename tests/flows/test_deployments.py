@@ -62,6 +62,7 @@ from tests.flows.test_flows import (
     retry_flow_run,
     table,
 )
+from tests.support.corpus import cut_short
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_api")]
 
@@ -316,8 +317,7 @@ def test_a_retried_prepare_announces_the_same_data_once(
     monkeypatch.setenv("LDRT_DOWNLOAD_RETRIES", "0")
     papers = write_sample_corpus(tmp_path / "papers", papers=3, seed=4)
     broken = papers[-1].pdf_path
-    good = broken.read_bytes()
-    broken.write_bytes(good[: len(good) // 2])  # cut short: its download fails
+    good = cut_short(broken)
     started = dt.datetime.now(dt.UTC)
 
     def announced() -> list[str]:

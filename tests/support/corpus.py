@@ -2,6 +2,7 @@
 
 `extracted_world(home, papers_dir, papers, seed)`: a migrated SQLite database and a local store
 under `home`, holding `papers` generated papers refreshed from `papers_dir` and extracted.
+`cut_short(pdf)`: a paper whose download fails, until its bytes are put back.
 """
 
 from __future__ import annotations
@@ -46,3 +47,11 @@ def store_documents(engine: Engine, store: ArtifactStore, pdfs: Iterable[bytes])
                 session.add(Document(sha256=info.sha256, store_key=info.key, size=info.size))
         shas.append(info.sha256)
     return shas
+
+
+def cut_short(pdf: Path) -> bytes:
+    """Cut the PDF file in half (no %%EOF: the download check refuses it, as a transfer that
+    broke off); return its whole bytes, to write back when the test fixes the input."""
+    whole = pdf.read_bytes()
+    pdf.write_bytes(whole[: len(whole) // 2])
+    return whole
