@@ -1,10 +1,10 @@
 """Page layout from PDFium: text lines with their font, and graphic boxes.
 
 Input: a pypdfium2 page. Output: a `PageLayout` of `Line`s (text segments merged along the
-baseline) and `Graphic` boxes (images and vector paths, also inside form XObjects), all in PDF
-points with the origin at the top-left of the page as read (see `_View`). This is the hot path:
-one text-rect pass and one object pass per page, no per-character work except one font lookup
-per segment.
+baseline) and `Graphic` boxes (images and vector paths, also inside form XObjects, cut to their
+clipping paths), all in PDF points with the origin at the top-left of the page as read (see
+`_View`). This is the hot path: one text-rect pass and one object pass per page, no
+per-character work except one font lookup per segment.
 """
 
 from __future__ import annotations
@@ -271,15 +271,18 @@ def _lines(textpage: pdfium.PdfTextPage, view: _View) -> list[Line]:
     return lines
 
 
+Rect = tuple[float, float, float, float]  # left, bottom, right, top, in PDF space
+
+
 def _graphics(page: pdfium.PdfPage, view: _View) -> list[Graphic]:
     found: list[Graphic] = []
     width, height = view.width, view.height
-    for kind, bounds in _walk(page, None, None, 0):
+    for kind, bounds in _walk(page, None, None, None, 0):
         left, bottom, right, top = view.rect(*bounds)
         x0, x1 = max(0.0, left), min(width, right)
         y0, y1 = max(0.0, height - top), min(height, height - bottom)
-        if x1 - x0 < 0.5 and y1 - y0 < 0.5:
-            continue
+        if x1 < x0 or y1 < y0 or (x1 - x0 < 0.5 and y1 - y0 < 0.5):
+            continue  # clipped away, off the page, or a speck
         if (x1 - x0) > 0.95 * width and (y1 - y0) > 0.95 * height:
             continue  # a page background or frame
         found.append(Graphic(x0, y0, x1, y1, kind))
@@ -290,21 +293,57 @@ def _walk(
     page: pdfium.PdfPage,
     form: pdfium.PdfObject | None,
     matrix: pdfium.PdfMatrix | None,
+    clip: Rect | None,
     depth: int,
-) -> Iterator[tuple[str, tuple[float, float, float, float]]]:
-    """Images and paths with their page-space bounds; objects inside a form XObject report
-    bounds in the form's space, so the forms' matrices are applied on the way down."""
+) -> Iterator[tuple[str, Rect]]:
+    """Images and paths with their page-space bounds, cut to the clipping paths they are drawn
+    under: a picture clipped to one column would otherwise reach into the next. Objects inside
+    a form XObject report bounds and clips in the form's space, so the forms' matrices are
+    applied on the way down; PDFium starts a form's clips afresh, so `clip` carries the ones
+    in force where the form is drawn (in page space)."""
     for obj in page.get_objects(form=form, max_depth=1):
+        own = _clip_box(obj)
+        if own is not None and matrix is not None:
+            own = matrix.on_rect(*own)
+        here = own if clip is None else clip if own is None else _intersect(clip, own)
         if obj.type in (pdfium_c.FPDF_PAGEOBJ_IMAGE, pdfium_c.FPDF_PAGEOBJ_PATH):
             bounds = obj.get_bounds()
             if matrix is not None:
                 bounds = matrix.on_rect(*bounds)
+            if here is not None:
+                bounds = _intersect(bounds, here)
             yield ("image" if obj.type == pdfium_c.FPDF_PAGEOBJ_IMAGE else "path"), bounds
         elif obj.type == pdfium_c.FPDF_PAGEOBJ_FORM and depth < MAX_OBJECT_DEPTH:
             inner = obj.get_matrix()
             yield from _walk(
-                page, obj, inner if matrix is None else inner.multiply(matrix), depth + 1
+                page, obj, inner if matrix is None else inner.multiply(matrix), here, depth + 1
             )
+
+
+def _clip_box(obj: pdfium.PdfObject) -> Rect | None:
+    """The box an object's clipping paths leave (each path's points' extent, the paths
+    intersected), in the space of its bounds; None when it is not clipped."""
+    clip = pdfium_c.FPDFPageObj_GetClipPath(obj.raw)
+    if not clip:
+        return None
+    box: Rect | None = None
+    x, y = ctypes.c_float(), ctypes.c_float()
+    for path in range(pdfium_c.FPDFClipPath_CountPaths(clip)):  # -1 (none) reads as 0
+        xs, ys = [], []
+        for index in range(pdfium_c.FPDFClipPath_CountPathSegments(clip, path)):
+            segment = pdfium_c.FPDFClipPath_GetPathSegment(clip, path, index)
+            if pdfium_c.FPDFPathSegment_GetPoint(segment, ctypes.byref(x), ctypes.byref(y)):
+                xs.append(x.value)
+                ys.append(y.value)
+        if xs:
+            extent = (min(xs), min(ys), max(xs), max(ys))
+            box = extent if box is None else _intersect(box, extent)
+    return box
+
+
+def _intersect(a: Rect, b: Rect) -> Rect:
+    """The overlap of two rects; inverted (right < left or top < bottom) when there is none."""
+    return max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
 
 
 def body_font_size(pages: list[PageLayout]) -> float:
