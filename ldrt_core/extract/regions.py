@@ -296,6 +296,8 @@ def _search(
         if _overlaps_x((g.x0, g.top, g.x1, g.bottom), x0, x1)
         and top - 2 <= (g.top + g.bottom) / 2 <= bottom + 2
         and not _is_rule_next_to(g, caption, below)
+        # A float found already bounds the region, and its edge rules sit on that bound.
+        and not any(_inside((g.x0, g.top, g.x1, g.bottom), box) for box in taken)
     ]
     if not graphics:
         return None

@@ -239,6 +239,37 @@ def test_a_graphic_clipped_to_its_column_is_bounded_by_the_clip(clip: str) -> No
     assert iou(figure.bbox, (54, 72, 292, 252)) >= 0.95, figure.bbox
 
 
+def test_a_figure_right_under_a_full_width_table_leaves_out_the_tables_rules() -> None:
+    """The table's bottom rule lies on the edge of the figure's search region; it belongs to
+    the table already found, not to the figure in one column below it."""
+    out = io.BytesIO()
+    canvas = Canvas(out, pagesize=(612, 792), invariant=1)
+    canvas.setFont("Helvetica-Bold", 8)
+    canvas.drawString(
+        54, 720, "Table 1. Doses, fractions and the macrophage response in both arms of the trial."
+    )
+    canvas.setLineWidth(0.5)
+    for y in (712, 700, 662):
+        canvas.line(54, y, 558, y)
+    canvas.setFont("Helvetica", 8)
+    for y, cells in ((703, ("Arm", "Dose (Gy)", "Response")), (690, ("Sham", "0", "1.0"))):
+        for x, cell in zip((60, 250, 450), cells, strict=True):
+            canvas.drawString(x, y, cell)
+    for y, cells in ((678, ("Low", "0.5", "0.6")), (666, ("High", "2.0", "0.9"))):
+        for x, cell in zip((60, 250, 450), cells, strict=True):
+            canvas.drawString(x, y, cell)
+    canvas.rect(315, 480, 243, 168, stroke=0, fill=1)
+    canvas.setFont("Helvetica-Bold", 8)
+    canvas.drawString(315, 466, "Figure 1. Response by dose.")
+    _two_columns(canvas, left=(644, 72), right=(440, 72))
+    canvas.showPage()
+    canvas.save()
+    document = extract_pdf(out.getvalue(), ExtractOptions(render=False))
+    assert [t.label for t in document.tables] == ["Table 1"]
+    [figure] = document.figures
+    assert iou(figure.bbox, (315, 144, 558, 312)) >= 0.95, figure.bbox
+
+
 def test_markdown_reads_in_order_with_headings(
     generated: list[tuple[dict[str, Any], ExtractedDocument]],
 ) -> None:
