@@ -188,8 +188,10 @@ def _starts_column(analysis: PageAnalysis, line: Line) -> bool:
 
 
 def _best_captions(analyses: list[PageAnalysis], body_size: float) -> list[Caption]:
-    """One caption per label: the most caption-like line that starts with it."""
-    best: dict[tuple[str, str], Caption] = {}
+    """One caption per label: the most caption-like line that starts with it; between equals,
+    one with a figure beside it (in the body font, running text that begins 'Figure 2. The'
+    scores as the caption does, and the first in page order would win and find nothing)."""
+    best: dict[tuple[str, str], tuple[PageAnalysis, Caption]] = {}
     for analysis in analyses:
         lines = analysis.layout.lines
         for index, line in enumerate(lines):
@@ -205,9 +207,23 @@ def _best_captions(analyses: list[PageAnalysis], body_size: float) -> list[Capti
                 continue
             caption = Caption(start, analysis.layout.number, _grow(analysis, index), score)
             key = (start.kind, start.label)
-            if key not in best or score > best[key].score:
-                best[key] = caption
-    return list(best.values())
+            held = best.get(key)
+            if (
+                held is None
+                or score > held[1].score
+                or (
+                    score == held[1].score
+                    and not _has_region(*held)
+                    and _has_region(analysis, caption)
+                )
+            ):
+                best[key] = (analysis, caption)
+    return [caption for _, caption in best.values()]
+
+
+def _has_region(analysis: PageAnalysis, caption: Caption) -> bool:
+    """Whether the caption finds a figure (or table) beside it, before any float is placed."""
+    return _region(analysis, caption, [], caption.start.kind == "table") is not None
 
 
 def _grow(analysis: PageAnalysis, index: int) -> list[Line]:

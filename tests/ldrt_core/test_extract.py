@@ -270,6 +270,35 @@ def test_a_figure_right_under_a_full_width_table_leaves_out_the_tables_rules() -
     assert iou(figure.bbox, (315, 144, 558, 312)) >= 0.95, figure.bbox
 
 
+def test_a_body_line_starting_with_a_figure_label_does_not_displace_its_caption() -> None:
+    """With captions in the body font, 'Figure 2. The ...' in running text scores as high as
+    the caption; it has no figure next to it, so the caption that does is the one kept."""
+    sentence = [
+        "Low-dose radiation therapy has been used for benign inflammatory diseases for many",
+        "decades and its mechanisms are now being studied in more detail, as is shown in",
+        "Figure 2. The response of macrophages was measured after irradiation with 0.5 Gy",
+        "and compared with sham-irradiated controls handled identically in every respect.",
+    ]
+    out = io.BytesIO()
+    canvas = Canvas(out, pagesize=(612, 792), invariant=1)
+    canvas.setFont("Helvetica", 10)
+    for index, line in enumerate(sentence * 3):
+        canvas.drawString(72, 700 - 12 * index - 6 * (index // 4), line)
+    canvas.showPage()
+    canvas.rect(100, 450, 300, 250, fill=1)
+    canvas.setFont("Helvetica", 10)
+    canvas.drawString(72, 430, "Figure 2. Macrophage polarisation after 0.5 Gy in mice, as")
+    canvas.drawString(72, 418, "measured by flow cytometry 72 hours after the last fraction.")
+    for index, line in enumerate(sentence[:2] + sentence[3:]):
+        canvas.drawString(72, 380 - 12 * index, line)
+    canvas.showPage()
+    canvas.save()
+    [figure] = extract_pdf(out.getvalue(), ExtractOptions(render=False)).figures
+    assert (figure.label, figure.page) == ("Figure 2", 2)
+    assert figure.caption.startswith("Figure 2. Macrophage polarisation")
+    assert iou(figure.bbox, (100, 92, 400, 342)) >= 0.95, figure.bbox
+
+
 def test_markdown_reads_in_order_with_headings(
     generated: list[tuple[dict[str, Any], ExtractedDocument]],
 ) -> None:
