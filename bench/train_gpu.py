@@ -56,10 +56,11 @@ layers of hidden size h:
                     frozen: 2*(N_p1 + N_p2)*I
     model FLOPs     B * (language model + vision tower + projector)
     hardware FLOPs  model FLOPs + B*T*(2*N_dec + 2*N_lora + L*A), the forward pass of the decoder
-                    layers that checkpointing runs again during backward; and while the input
-                    hooks stay (the default), per image 4*N_vis*P + 12*L_v*h_v*P^2 (the tower's
-                    unneeded activation gradients and its recompute) + 2*N_p1*I (+ 2*N_p2*I when
-                    the projector is frozen)
+                    layers that checkpointing runs again during backward; and, only where the
+                    input-embedding grad hooks stay (not the default: they are removed, as
+                    above), per image 4*N_vis*P + 12*L_v*h_v*P^2 (the tower's unneeded
+                    activation gradients and its recompute) + 2*N_p1*I (+ 2*N_p2*I when the
+                    projector is frozen)
 
 MFU = model FLOPs per second / peak, HFU = hardware FLOPs per second / peak, with the dense bf16
 peak of the card looked up by `torch.cuda.get_device_name()` (H100 SXM 989, H100 PCIe 756,
