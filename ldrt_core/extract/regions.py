@@ -9,7 +9,8 @@ the columns, find caption starts ("Figure 2.", "Fig. 2:", "FIGURE 2 |", bold lab
 caption down its column, then take the region between the caption and the nearest blocking
 text (a body paragraph, a heading, another caption, a table) as the figure: the union of the
 graphics and the non-body text inside it. Tables are found first (caption above, region
-below) so that no figure swallows a table.
+below, unless that region runs into the next table's caption) so that no figure swallows a
+table.
 """
 
 from __future__ import annotations
@@ -272,15 +273,26 @@ def _region(
     analysis: PageAnalysis, caption: Caption, taken: list[BBox], below_first: bool
 ) -> BBox | None:
     if below_first:  # a table: its caption sits above it, its body is compact
-        table = _table_below(analysis, caption)
+        table = _table(analysis, caption)
         if table is not None:
             return table
     order = (True, False) if below_first else (False, True)
     for below in order:
         region = _search(analysis, caption, taken, below)
-        if region is not None:
+        if region is not None and _solid(region):
             return region
     return None
+
+
+def _table(analysis: PageAnalysis, caption: Caption) -> BBox | None:
+    """The table under its caption; or over it, when the one under runs into another table's
+    caption (tables stacked with captions below: the grid under Table 1's is Table 2's)."""
+    below, shared = _table_run(analysis, caption, below=True)
+    if shared:
+        above, above_shared = _table_run(analysis, caption, below=False)
+        if above is not None and not above_shared:
+            return above
+    return below
 
 
 def _search(
@@ -335,13 +347,18 @@ def _search(
     return box
 
 
-def _table_below(analysis: PageAnalysis, caption: Caption) -> BBox | None:
-    """Cells and rules under a table caption, down to the first gap, image or paragraph."""
+def _table_run(analysis: PageAnalysis, caption: Caption, below: bool) -> tuple[BBox | None, bool]:
+    """Cells and rules beside a table caption, out to the first gap, image or paragraph; and
+    whether what ends them is another table's caption, which may have the better claim."""
     x0, x1 = _search_columns(analysis, caption)
-    _, _, _, cbottom = caption.bbox
+    _, ctop, _, cbottom = caption.bbox
     gap = 2.5 * caption.lines[0].size
-    items: list[tuple[BBox, bool]] = [  # (box, stops the table)
-        (line.bbox, analysis.role(line) in (Role.BODY, Role.HEADING, Role.CAPTION, Role.RUNNING))
+    items: list[tuple[BBox, bool, Line | None]] = [  # (box, stops the table, its text)
+        (
+            line.bbox,
+            analysis.role(line) in (Role.BODY, Role.HEADING, Role.CAPTION, Role.RUNNING),
+            line,
+        )
         for line in analysis.layout.lines
         if line not in caption.lines
     ]
@@ -349,21 +366,35 @@ def _table_below(analysis: PageAnalysis, caption: Caption) -> BBox | None:
         (
             (g.x0, g.top, g.x1, g.bottom),
             g.kind == "image" or min(g.x1 - g.x0, g.bottom - g.top) > 2.5,
+            None,
         )
         for g in analysis.layout.graphics
     ]
-    below = sorted(
-        (item for item in items if item[0][1] >= cbottom - 1 and _overlaps_x(item[0], x0, x1)),
-        key=lambda item: item[0][1],
+    beside = sorted(
+        (
+            item
+            for item in items
+            if _overlaps_x(item[0], x0, x1)
+            and (item[0][1] >= cbottom - 1 if below else item[0][3] <= ctop + 1)
+        ),
+        key=lambda item: item[0][1] if below else -item[0][3],
     )
     boxes: list[BBox] = []
-    bottom = cbottom
-    for box, stops in below:
-        if stops or box[1] - bottom > gap:
+    edge = cbottom if below else ctop
+    for box, stops, line in beside:
+        if (box[1] - edge if below else edge - box[3]) > gap:
             break
+        if stops:
+            shared = line is not None and _is_table_caption(analysis, line)
+            return _solid_union(boxes), bool(boxes) and shared
         boxes.append(box)
-        bottom = max(bottom, box[3])
-    return _union(boxes) if boxes else None
+        edge = max(edge, box[3]) if below else min(edge, box[1])
+    return _solid_union(boxes), False
+
+
+def _is_table_caption(analysis: PageAnalysis, line: Line) -> bool:
+    start = parse_caption_start(line.text)
+    return analysis.role(line) == Role.CAPTION and start is not None and start.kind == "table"
 
 
 def _search_columns(analysis: PageAnalysis, caption: Caption) -> tuple[float, float]:
@@ -387,6 +418,16 @@ def _is_rule_next_to(graphic: Graphic, caption: Caption, below: bool) -> bool:
 
 
 # ---------------------------------------------------------------------------- geometry
+
+
+def _solid(box: BBox) -> bool:
+    """A lone rule (a table's edge, clipped to the region) has no height: it is no float."""
+    return box[2] - box[0] > 2 and box[3] - box[1] > 2
+
+
+def _solid_union(boxes: list[BBox]) -> BBox | None:
+    box = _union(boxes) if boxes else None
+    return box if box is not None and _solid(box) else None
 
 
 def _union(boxes: list[BBox]) -> BBox:

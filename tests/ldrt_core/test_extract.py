@@ -299,6 +299,48 @@ def test_a_body_line_starting_with_a_figure_label_does_not_displace_its_caption(
     assert iou(figure.bbox, (100, 92, 400, 342)) >= 0.95, figure.bbox
 
 
+def _grid(canvas: Canvas, top: float, rows: int) -> None:
+    """A ruled table in the right column from PDF y `top` down, 11 pt a row."""
+    canvas.setLineWidth(0.5)
+    for row in range(rows + 1):
+        canvas.line(315, top - 11 * row, 558, top - 11 * row)
+    canvas.setFont("Helvetica", 9)
+    for row in range(rows):
+        for x, cell in zip((320, 440, 500), ("Sham", "0.5 Gy", "0.93"), strict=True):
+            canvas.drawString(x, top - 11 * row - 8, cell)
+
+
+@pytest.mark.parametrize("captions", ["below", "above"])
+def test_stacked_tables_each_get_their_own_grid(captions: str) -> None:
+    """Two tables one over the other with captions below them (as CS and ACL papers set them):
+    the grid under Table 1's caption is Table 2's, and taking it left Table 2 nothing."""
+    out = io.BytesIO()
+    canvas = Canvas(out, pagesize=(612, 792), invariant=1)
+    canvas.setFont("Helvetica-Bold", 9)
+    if captions == "below":
+        _grid(canvas, 738, 4)
+        canvas.drawString(340, 682, "Table 1. Precision and recall on figures.")
+        _grid(canvas, 662, 3)
+        canvas.setFont("Helvetica-Bold", 9)
+        canvas.drawString(340, 617, "Table 2. Precision and recall on tables.")
+        grids = {"Table 1": (315, 54, 558, 98), "Table 2": (315, 130, 558, 163)}
+    else:
+        canvas.drawString(340, 738, "Table 1. Precision and recall on figures.")
+        _grid(canvas, 728, 4)
+        canvas.setFont("Helvetica-Bold", 9)
+        canvas.drawString(340, 672, "Table 2. Precision and recall on tables.")
+        _grid(canvas, 662, 3)
+        grids = {"Table 1": (315, 64, 558, 108), "Table 2": (315, 130, 558, 163)}
+    _two_columns(canvas, left=(720, 72), right=(590, 72))
+    canvas.showPage()
+    canvas.save()
+    tables = extract_pdf(out.getvalue(), ExtractOptions(render=False)).tables
+    assert [t.label for t in tables] == ["Table 1", "Table 2"]
+    for table in tables:
+        assert table.bbox is not None, table.label
+        assert iou(table.bbox, grids[table.label]) >= 0.9, (table.label, table.bbox)
+
+
 def test_markdown_reads_in_order_with_headings(
     generated: list[tuple[dict[str, Any], ExtractedDocument]],
 ) -> None:
