@@ -8,6 +8,7 @@ the old object or the new one.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -27,6 +28,9 @@ from ldrt_core.store.base import (
     conflict,
 )
 
+# What os.link raises where the filesystem has no hard links (vfat, exFAT, SMB, some FUSE).
+_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK}
+
 
 class LocalStore(ArtifactStore):
     def __init__(self, root: os.PathLike[str] | str) -> None:
@@ -42,46 +46,59 @@ class LocalStore(ArtifactStore):
 
     def _write(self, key: str, staged: Staged, content_type: str, *, exclusive: bool) -> None:
         target = self._path(key)
-        tmp: Path | None = None
+        made: list[Path] = []  # temp files of this call, removed whatever happens
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            self._tmp.mkdir(parents=True, exist_ok=True)
             if staged.owned and staged.path is not None:
                 _fsync(staged.path)  # a private file on this filesystem, spooled unsynced
                 source = staged.path
             else:
-                fd, name = tempfile.mkstemp(dir=self._tmp, prefix="put-")
-                source = tmp = Path(name)
-                with os.fdopen(fd, "wb") as out, staged.open() as src:
-                    shutil.copyfileobj(src, out, CHUNK)
-                    out.flush()
-                    os.fsync(out.fileno())
-            if exclusive:
-                self._link(key, source, target, staged.sha256)
-            else:
-                os.replace(source, target)
-                tmp = None
+                self._tmp.mkdir(parents=True, exist_ok=True)
+                source = _copy(staged, self._tmp, made)
+            try:
+                self._place(key, source, target, staged.sha256, exclusive)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                # The key's folder is on another disk (a folder linked in): a rename or a link
+                # cannot cross, so the bytes are staged again beside the key.
+                source = _copy(staged, target.parent, made)
+                self._place(key, source, target, staged.sha256, exclusive)
             _fsync(target.parent)  # the rename itself survives a crash
         except OSError as exc:
             raise StoreError(
                 f"cannot write {key!r} under {self.root}: {exc.strerror or exc}"
             ) from exc
         finally:
-            if tmp is not None:
-                tmp.unlink(missing_ok=True)
+            for path in made:
+                path.unlink(missing_ok=True)
 
-    def _link(self, key: str, source: Path, target: Path, sha256: str) -> None:
-        """Put `source` at the free `target` in one step that fails if another writer got
-        there first (a hard link does; a rename replaces): their bytes are then kept when they
-        are ours, and a conflict otherwise."""
+    def _place(self, key: str, source: Path, target: Path, sha256: str, exclusive: bool) -> None:
+        """Make `target` hold `source`'s bytes, in one step a reader cannot see half of.
+
+        `exclusive` (the key was free): a hard link, which fails if another writer got there
+        first (a rename would replace their bytes); theirs are then kept when they are ours,
+        and a conflict otherwise. Where the filesystem has no hard links (vfat, some network
+        mounts), the key is looked at again just before the rename instead."""
+        if not exclusive:
+            os.replace(source, target)
+            return
         try:
             os.link(source, target)
+            return
         except FileExistsError:
             current = self._info(key)
             if current is None:
                 raise  # not a file: a folder is in the way
-            if current.sha256 != sha256:
-                raise conflict(self.url, key, current.sha256, sha256) from None
+        except OSError as exc:
+            if exc.errno not in _NO_HARD_LINKS:
+                raise
+            current = self._info(key)
+            if current is None:
+                os.replace(source, target)
+                return
+        if current.sha256 != sha256:
+            raise conflict(self.url, key, current.sha256, sha256) from None
 
     def _exists(self, key: str) -> bool:  # without hashing the file, as `_info` must
         return self._path(key).is_file()
@@ -155,11 +172,28 @@ class LocalStore(ArtifactStore):
         return f"folder {self.root} ({state}, writable, {free:.1f} GiB free)"
 
 
+def _copy(staged: Staged, folder: Path, made: list[Path]) -> Path:
+    """The staged bytes in a new private file in `folder` (its name is reserved: no listing
+    shows it), fsynced."""
+    fd, name = tempfile.mkstemp(dir=folder, prefix=f"{RESERVED_PREFIX}-put-")
+    made.append(Path(name))
+    with os.fdopen(fd, "wb") as out, staged.open() as src:
+        shutil.copyfileobj(src, out, CHUNK)
+        out.flush()
+        os.fsync(out.fileno())
+    return Path(name)
+
+
 def _fsync(path: Path) -> None:
-    """Flush a file's bytes, or a folder's entries, to the disk."""
+    """Flush a file's bytes, or a folder's entries, to the disk. Some filesystems cannot fsync
+    a folder (EINVAL, EBADF: some network and FUSE mounts); the file is in place, so that is
+    not a failed write (PostgreSQL decides the same)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
+    except OSError as exc:
+        if not (path.is_dir() and exc.errno in (errno.EINVAL, errno.EBADF)):
+            raise
     finally:
         os.close(fd)
 

@@ -8,6 +8,7 @@ import threading
 import urllib.request
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -223,6 +224,81 @@ def test_a_failed_local_write_leaves_no_temp_file(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="cannot write 'a'"):
         store.put("a", b"2")  # a folder is in the way
     assert list((store.root / ".ldrt-tmp").iterdir()) == []
+
+
+def test_a_local_store_without_hard_links_still_writes_and_refuses_a_conflict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """vfat, exFAT and many network mounts refuse os.link (EPERM, EOPNOTSUPP)."""
+    import errno
+    import os
+
+    def no_links(source: str, target: str) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    store = LocalStore(tmp_path / "store")
+    store.put("manifest.json", b"A")
+    store.put("manifest.json", b"A")
+    with pytest.raises(ObjectConflictError):
+        store.put("manifest.json", b"B")
+    key = store.put_content(io.BytesIO(b"x" * (store_base.SPOOL_IN_MEMORY + 1)))
+    assert store.size(key) == store_base.SPOOL_IN_MEMORY + 1
+    assert store.get("manifest.json") == b"A"
+    assert list((store.root / ".ldrt-tmp").iterdir()) == []
+
+
+@pytest.mark.parametrize("size", [5, store_base.SPOOL_IN_MEMORY + 1])  # copied, spooled
+def test_a_write_into_a_folder_on_another_disk_is_staged_beside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    """A rename or a link out of <root>/.ldrt-tmp cannot cross to a folder linked in from
+    another disk (EXDEV)."""
+    import errno
+    import os
+
+    store = LocalStore(tmp_path / "store")
+    real_link, real_replace = os.link, os.replace
+
+    def same_disk_only(real: Any) -> Any:
+        def move(source: Any, target: Any) -> None:
+            if Path(source).parent == store.root / ".ldrt-tmp" and "figures" in str(target):
+                raise OSError(errno.EXDEV, "Invalid cross-device link")
+            real(source, target)
+
+        return move
+
+    monkeypatch.setattr(os, "link", same_disk_only(real_link))
+    monkeypatch.setattr(os, "replace", same_disk_only(real_replace))
+    data = b"y" * size
+    key = store.put_content(io.BytesIO(data), namespace="figures")
+    store.put("figures/named.png", data)
+    store.put("figures/named.png", b"z", overwrite=True)
+    assert store.get(key) == data and store.get("figures/named.png") == b"z"
+    assert list(store.list("figures/")) == sorted([key, "figures/named.png"])
+    leftovers = [p for p in store.root.rglob("*") if p.is_file() and ".ldrt" in p.name]
+    assert leftovers == []
+
+
+def test_a_folder_that_cannot_be_fsynced_is_no_failed_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some network and FUSE mounts refuse fsync on a folder (EINVAL); the file is in place."""
+    import errno
+    import os
+    import stat
+
+    real_fsync = os.fsync
+
+    def files_only(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "Invalid argument")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", files_only)
+    store = LocalStore(tmp_path / "store")
+    store.put("a/b.bin", b"1")
+    assert store.get("a/b.bin") == b"1"
 
 
 def test_a_folder_linked_into_a_local_store_is_listed(tmp_path: Path) -> None:
