@@ -80,6 +80,7 @@ class PageAnalysis:
 
 def analyse(pages: list[PageLayout], body_size: float) -> list[PageAnalysis]:
     analyses = [_classify(page, body_size) for page in pages]
+    _carry_paragraph_ends(analyses, body_size)
     captions = _best_captions(analyses, body_size)
     for analysis in analyses:
         mine = [c for c in captions if c.page == analysis.layout.number]
@@ -140,6 +141,43 @@ def _mark_paragraph(analysis: PageAnalysis, run: list[Line], column: Column) -> 
     if len(wide) >= 1 and (len(run) >= 2 or len(wide[0].text) > 40):
         for line in run:
             analysis.roles[id(line)] = Role.BODY
+
+
+def _carry_paragraph_ends(analyses: list[PageAnalysis], body_size: float) -> None:
+    """A paragraph's last line set at the top of the next column is one short line, too little
+    to pass for a paragraph: it is body when the column before ends mid-sentence on body and it
+    reads as an end (alone, flush left, a full stop), or the next sentence runs on from the cut
+    one."""
+    open_sentence = False  # the column before ends on body text, mid-sentence
+    for analysis in analyses:
+        for column in analysis.columns:
+            lines = sorted(
+                (
+                    ln
+                    for ln in analysis.layout.lines
+                    if abs(ln.size - body_size) <= 0.75
+                    and analysis.role(ln) != Role.RUNNING
+                    and _column_of(analysis, ln) is column
+                ),
+                key=lambda ln: ln.top,
+            )
+            if not lines:
+                continue
+            first = lines[0]
+            if (
+                open_sentence
+                and analysis.role(first) == Role.OTHER
+                and (len(lines) == 1 or lines[1].top - first.bottom > 0.75 * first.size)
+                and abs(first.x0 - column.x0) < 2
+                and _ends_sentence(first.text)
+            ):
+                analysis.roles[id(first)] = Role.BODY
+            last = lines[-1]
+            open_sentence = analysis.role(last) == Role.BODY and not _ends_sentence(last.text)
+
+
+def _ends_sentence(text: str) -> bool:
+    return text.rstrip().rstrip("\"')]\u201d\u2019").endswith((".", "?", "!", ":"))
 
 
 def _columns(page: PageLayout, body_size: float) -> list[Column]:

@@ -341,6 +341,32 @@ def test_stacked_tables_each_get_their_own_grid(captions: str) -> None:
         assert iou(table.bbox, grids[table.label]) >= 0.9, (table.label, table.bbox)
 
 
+def test_a_paragraphs_last_line_carried_to_the_next_column_stays_in_the_text() -> None:
+    """One short line at a column's top is too little to pass for a paragraph; when the column
+    before ends mid-sentence it is that paragraph's end, and without it the next sentence was
+    glued onto the unfinished one (and so was the mention it holds)."""
+    out = io.BytesIO()
+    canvas = Canvas(out, pagesize=(612, 792), invariant=1)
+    _two_columns(canvas, left=(720, 100), right=(470, 100))
+    canvas.setFont("Helvetica", 9)
+    canvas.drawString(54, 94, "Tissue sections of the irradiated lung were stained for")
+    canvas.drawString(315, 720, "Arg1 and counterstained with DAPI.")
+    canvas.drawString(315, 696, "The data in Figure 1 indicate an early change in")
+    canvas.drawString(315, 685, "the macrophages counted after each fraction.")
+    canvas.rect(315, 510, 243, 150, stroke=0, fill=1)
+    canvas.setFont("Helvetica-Bold", 8)
+    canvas.drawString(315, 496, "Figure 1. Response by dose.")
+    canvas.showPage()
+    canvas.save()
+    document = extract_pdf(out.getvalue(), ExtractOptions(render=False))
+    assert "Arg1 and counterstained with DAPI." in document.markdown
+    [figure] = document.figures
+    assert figure.mentions == [
+        "The data in Figure 1 indicate an early change in the macrophages counted after each"
+        " fraction."
+    ]
+
+
 def test_markdown_reads_in_order_with_headings(
     generated: list[tuple[dict[str, Any], ExtractedDocument]],
 ) -> None:
