@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -363,18 +364,30 @@ def demo(
     def say(step: str) -> None:
         err_console.rule(f"[bold]{step}[/]")
 
+    failed: list[str] = []
+
+    def items(step: str, command: Callable[[], None]) -> None:
+        """A batch command whose failed items (exit 1) leave the others to go on with, as the
+        pipeline does; the demo then ends with exit 1, naming the step."""
+        try:
+            command()
+        except typer.Exit as exit_:
+            if exit_.exit_code != 1:
+                raise
+            failed.append(step)
+
     say("1/7 sample corpus")
     sample_corpus(corpus, papers=papers, seed=0)
     say("2/7 refresh")
-    refresh(ctx, source=f"folder:{corpus}")
+    items("refresh", lambda: refresh(ctx, source=f"folder:{corpus}"))
     say("3/7 extract")
-    extract(ctx, pending=True)
+    items("extract", lambda: extract(ctx, pending=True))
     say("4/7 curate")
     curation = settings.home / "demo-curation.yaml"
     curation.write_text("eval_share: 0.35  # a small corpus needs a large share held out\n")
     dataset_build(ctx, config=curation)
     say("5/7 QA (template backend)")
-    qa_generate(ctx, backend="template")
+    items("QA", lambda: qa_generate(ctx, backend="template"))
     say("6/7 train (tiny random LLaVA, both stages)")
     train(
         ctx,
@@ -394,6 +407,9 @@ def demo(
         f"\ndemo done in {took:.0f} s. Read the report: [bold]ldrt report latest[/] "
         f"(or `ldrt report latest --out report/` for its plots); data is under {settings.home}"
     )
+    if failed:
+        err_console.print(f"[red]some items failed in: {', '.join(failed)}[/] (listed above)")
+        raise typer.Exit(1)
 
 
 @app.command("sample-corpus")

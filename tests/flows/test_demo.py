@@ -35,3 +35,29 @@ def test_demo_runs_every_stage_and_leaves_a_report(tmp_path: Path) -> None:
     taken = run_ldrt(["report", "latest", "--out", "taken"], tmp_path)
     assert taken.returncode == 2 and "Traceback" not in taken.stderr, taken.stderr
     assert "cannot write the report to taken/" in taken.stderr
+
+
+def test_a_paper_that_fails_leaves_the_demo_to_finish_and_exit_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the pipeline: the other papers go on through every stage; the exit status tells."""
+    from typer.testing import CliRunner
+
+    import flows.cli as cli
+    from tests.support.corpus import cut_short
+
+    real = cli.sample_corpus
+
+    def with_a_broken_paper(out_dir: Path, papers: int, seed: int) -> None:
+        real(out_dir, papers=papers, seed=seed)
+        cut_short(sorted(out_dir.glob("*.pdf"))[0])
+
+    monkeypatch.setattr(cli, "sample_corpus", with_a_broken_paper)
+    home = tmp_path / "home"
+    result = CliRunner().invoke(
+        cli.app,
+        ["demo", "--papers", "5", "--steps", "2", "--questions", "2"],
+        env={"LDRT_HOME": str(home), "LDRT_DOWNLOAD_RETRIES": "0"},
+    )
+    assert result.exit_code == 1, result.output[-3000:]
+    assert "demo done" in result.output and "some items failed in: refresh" in result.output
