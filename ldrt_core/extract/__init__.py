@@ -29,7 +29,7 @@ from ldrt_core.extract.records import (
 log = logging.getLogger(__name__)
 
 # Bump when extraction output changes: documents extracted by an older version are redone.
-EXTRACTOR_VERSION = "pdfium-4"
+EXTRACTOR_VERSION = "pdfium-5"
 
 __all__ = [
     "EXTRACTOR_VERSION",

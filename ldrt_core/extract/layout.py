@@ -306,12 +306,16 @@ def _walk(
         if own is not None and matrix is not None:
             own = matrix.on_rect(*own)
         here = own if clip is None else clip if own is None else _intersect(clip, own)
+        if here is not None and _empty(here):
+            continue  # clipped away whole, a form with all it draws
         if obj.type in (pdfium_c.FPDF_PAGEOBJ_IMAGE, pdfium_c.FPDF_PAGEOBJ_PATH):
             bounds = obj.get_bounds()
             if matrix is not None:
                 bounds = matrix.on_rect(*bounds)
             if here is not None:
                 bounds = _intersect(bounds, here)
+                if _empty(bounds):
+                    continue  # drawn wholly outside its clip: nothing shows
             yield ("image" if obj.type == pdfium_c.FPDF_PAGEOBJ_IMAGE else "path"), bounds
         elif obj.type == pdfium_c.FPDF_PAGEOBJ_FORM and depth < MAX_OBJECT_DEPTH:
             inner = obj.get_matrix()
@@ -344,6 +348,12 @@ def _clip_box(obj: pdfium.PdfObject) -> Rect | None:
 def _intersect(a: Rect, b: Rect) -> Rect:
     """The overlap of two rects; inverted (right < left or top < bottom) when there is none."""
     return max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
+
+
+def _empty(rect: Rect) -> bool:
+    """An inverted rect (see `_intersect`): `_View.rect` would sort its corners into a box
+    that covers the gap between the two rects that did not overlap."""
+    return rect[2] < rect[0] or rect[3] < rect[1]
 
 
 def body_font_size(pages: list[PageLayout]) -> float:

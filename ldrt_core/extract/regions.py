@@ -112,8 +112,9 @@ def _classify(page: PageLayout, body_size: float) -> PageAnalysis:
     top_band, bottom_band = page.height * RUNNING_MARGIN, page.height * (1 - RUNNING_MARGIN)
     body_like = []
     for line in page.lines:
-        # Reaching into a band is enough: some running heads sit across its edge.
-        if line.top < top_band or line.bottom > bottom_band:
+        # Reaching into the header band is enough: some running heads sit across its edge.
+        # Not so the footer band, which the last line of body text often reaches into.
+        if line.top < top_band or line.top > bottom_band:
             analysis.roles[id(line)] = Role.RUNNING
         elif abs(line.size - body_size) <= 0.75:
             body_like.append(line)

@@ -239,6 +239,35 @@ def test_a_graphic_clipped_to_its_column_is_bounded_by_the_clip(clip: str) -> No
     assert iou(figure.bbox, (54, 72, 292, 252)) >= 0.95, figure.bbox
 
 
+@pytest.mark.parametrize("form", [False, True])
+def test_a_graphic_drawn_wholly_outside_its_clip_is_not_there(form: bool) -> None:
+    """Nothing of it shows; it must not become a graphic spanning the gap to the clip."""
+    from ldrt_core.extract.layout import read_page
+
+    out = io.BytesIO()
+    canvas = Canvas(out, pagesize=(612, 792), invariant=1)
+    if form:
+        canvas.beginForm("hidden")
+    canvas.saveState()
+    path = canvas.beginPath()
+    path.rect(54, 400, 200, 200)  # the clip: x 54 to 254
+    canvas.clipPath(path, stroke=0, fill=0)
+    canvas.rect(350, 400, 200, 200, stroke=0, fill=1)  # drawn at x 350 to 550
+    canvas.restoreState()
+    if form:
+        canvas.endForm()
+        canvas.doForm("hidden")
+    canvas.setFont("Helvetica", 10)
+    canvas.drawString(54, 100, "some text")
+    canvas.showPage()
+    canvas.save()
+    document = pdfium.PdfDocument(out.getvalue())
+    try:
+        assert read_page(document[0], 1).graphics == []
+    finally:
+        document.close()
+
+
 def test_a_figure_right_under_a_full_width_table_leaves_out_the_tables_rules() -> None:
     """The table's bottom rule lies on the edge of the figure's search region; it belongs to
     the table already found, not to the figure in one column below it."""
@@ -446,3 +475,24 @@ def test_real_paper_boxes_where_known(real: list[tuple[Any, ExtractedDocument]])
             if f.label in found and f.bbox and found[f.label].page == f.page
         ]
         assert sum(matched) == len(truth.figures), truth.name
+
+
+def test_a_pages_last_body_line_across_the_footer_bands_edge_stays_text() -> None:
+    """A running head may reach into the header band from below; but the last line of body
+    text often reaches a little into the footer band, and it is text (with its mentions)."""
+    out = io.BytesIO()
+    canvas = Canvas(out, pagesize=(612, 792), invariant=1)
+    canvas.setFont("Helvetica", 10)
+    canvas.drawString(54, 770, "Journal of Things 12 (2026)")  # a running head, in the band
+    sentences = [f"Sentence {n} of the running text says something plain." for n in range(60)]
+    y = 700.0
+    for sentence in sentences:
+        canvas.drawString(54, y, sentence)
+        y -= 11.0
+    canvas.drawString(54, 42, "The last line reads as shown in Figure 1 of this page.")
+    canvas.drawString(300, 20, "7")  # a page number, in the band
+    canvas.showPage()
+    canvas.save()
+    document = extract_pdf(out.getvalue(), ExtractOptions(render=False))
+    assert "The last line reads as shown in Figure 1" in document.markdown
+    assert "Journal of Things" not in document.markdown
