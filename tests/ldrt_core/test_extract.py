@@ -94,14 +94,19 @@ def test_render_off_and_dpi(tmp_path: Path) -> None:
     assert abs(width - (figure.bbox[2] - figure.bbox[0] + 2 * RENDER_PADDING) * 300 / 72) <= 2
 
 
-def _quarter_turned(pdf: bytes) -> bytes:
+def _quarter_turned(pdf: bytes, rotation: int = 90) -> bytes:
     """Each page given /Rotate 90, its content left as drawn: a viewer shows it sideways."""
     document = pdfium.PdfDocument(pdf)
     for index in range(len(document)):
-        document[index].set_rotation(90)
+        document[index].set_rotation(rotation)
     out = io.BytesIO()
     document.save(out)
     return out.getvalue()
+
+
+def _half_turned(pdf: bytes) -> bytes:
+    """Each page given /Rotate 180, its content left as drawn: a viewer shows it upside down."""
+    return _quarter_turned(pdf, 180)
 
 
 def _drawn_sideways(pdf: bytes) -> bytes:
@@ -121,7 +126,26 @@ def _drawn_sideways(pdf: bytes) -> bytes:
     return out.getvalue()
 
 
-@pytest.mark.parametrize("turn", [_quarter_turned, _drawn_sideways])
+def _drawn_upside_down(pdf: bytes) -> bytes:
+    """Each page drawn a half turn round, shown upright by /Rotate 180 (a scan fed in upside
+    down, then turned in a viewer)."""
+    source, document = pdfium.PdfDocument(pdf), pdfium.PdfDocument.new()
+    for index in range(len(source)):
+        width, height = source[index].get_size()
+        page = document.new_page(width, height)
+        drawing = source.page_as_xobject(index, document).as_pageobject()
+        drawing.set_matrix(pdfium.PdfMatrix(-1, 0, 0, -1, width, height))
+        page.insert_obj(drawing)
+        page.gen_content()
+        page.set_rotation(180)
+    out = io.BytesIO()
+    document.save(out)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "turn", [_quarter_turned, _drawn_sideways, _half_turned, _drawn_upside_down]
+)
 def test_a_rotated_page_gives_the_figures_of_its_upright_page(
     tmp_path: Path, turn: Callable[[bytes], bytes]
 ) -> None:
