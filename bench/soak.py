@@ -4,11 +4,11 @@ Input: PostgreSQL (--db-url, an admin URL: a fresh database is made for the soak
 after; default LDRT_TEST_PG_URL) and an S3 server (--s3-endpoint; default LDRT_TEST_S3_ENDPOINT,
 else a moto server started here), each reached through a `FaultyProxy` so it can go down and
 come back; the Prefect API (PREFECT_API_URL, else a temporary local server). Each run adds
---papers-per-run new sample papers to the corpus folder and runs `refresh` then `extract`,
-while a fault thread takes S3 or PostgreSQL down (every connection cut, new ones refused) for
-0.5-3 s at a random moment. A run whose flows end Failed is retried with `retry_failed`, up to
---max-retries times, as an operator would. Task retry delays are shortened to 1 s so that the
-soak takes minutes, not hours.
+--papers-per-run new sample papers to the corpus folder and runs `refresh` then `extract`, while
+a fault thread takes S3 or PostgreSQL down (every connection cut, new ones refused) for 0.5-3 s
+at a random moment within the time the last run's flows took. A run whose flows end Failed is
+retried with `retry_failed`, up to --max-retries times, as an operator would. Task retry delays
+are shortened to 1 s so that the soak takes minutes, not hours.
 
 Output: one line per run (faults, attempts, outcome) and the totals: runs, outages during the
 flows (one that would start after them is not made), items lost (papers in the corpus not
@@ -90,12 +90,17 @@ def target(url: str) -> tuple[str, int]:
 
 
 def inject(
-    rng: random.Random, proxies: dict[str, FaultyProxy], log: list[str], done: threading.Event
+    rng: random.Random,
+    proxies: dict[str, FaultyProxy],
+    log: list[str],
+    done: threading.Event,
+    within_s: float,
 ) -> threading.Thread:
-    """In the background: one outage of a random service, at a random moment, of random length;
-    none (and none logged) when the flows are `done` before that moment."""
+    """In the background: one outage of a random service, at a random moment in the first
+    `within_s` seconds, of random length; none (and none logged) when the flows are `done`
+    before that moment."""
     name = rng.choice(sorted(proxies))
-    wait, down = rng.uniform(0.0, 3.0), rng.uniform(0.5, 3.0)
+    wait, down = rng.uniform(0.0, within_s), rng.uniform(0.5, 3.0)
 
     def outage() -> None:
         if done.wait(wait):
@@ -219,14 +224,19 @@ def main() -> None:
         corpus.mkdir()
         faults: list[str] = []
         started = time.monotonic()
+        last_s = 3.0  # the first run's guess of how long its flows take
         for run in range(1, args.runs + 1):
             batch = work / f"batch-{run}"
             for paper in write_sample_corpus(batch, papers=args.papers_per_run, seed=1000 + run):
                 paper.pdf_path.rename(corpus / f"run{run:02d}-{paper.pdf_path.name}")
             before = len(faults)
             flows_done = threading.Event()
-            fault = inject(rng, proxies, faults, flows_done)
+            # Within the time the last run's flows took, so that the outage meets them: on a
+            # fast machine they take a second or two.
+            fault = inject(rng, proxies, faults, flows_done, within_s=0.5 * last_s)
+            started_run = time.monotonic()
             failed = run_flows(corpus, retry=False)
+            last_s = time.monotonic() - started_run
             flows_done.set()
             fault.join()
             attempts = 1
