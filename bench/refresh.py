@@ -85,18 +85,19 @@ def run(
     size = sum(len(p.pdf or b"") for p in papers) / len(papers)
     print(f"{args.papers} papers, {size / 1024:.1f} KB PDFs, {args.workers} workers, {backend}")
 
-    started = time.perf_counter()
-    first = refresh(engine, store, source, settings.refresh_query, workers=args.workers)
-    wall = time.perf_counter() - started
+    def timed() -> tuple[Any, float]:
+        started = time.perf_counter()
+        summary = refresh(engine, store, source, settings.refresh_query, workers=args.workers)
+        return summary, time.perf_counter() - started
+
+    first, wall = timed()
     print(
         f"first refresh: {wall:6.2f} s  {first.found / wall:7.1f} papers/s  "
         f"(new {first.new}, downloaded {first.downloaded}, failed {first.failed}, "
         f"S2 requests {s2.hits['search']})"
     )
     time.sleep(1 / settings.s2_requests_per_second)  # the limiter lets the next one through
-    started = time.perf_counter()
-    second = refresh(engine, store, source, settings.refresh_query, workers=args.workers)
-    wall = time.perf_counter() - started
+    second, wall = timed()
     print(
         f"no-op refresh: {wall:6.2f} s  (found {second.found} in the overlap window, "
         f"new {second.new}, downloaded {second.downloaded})"

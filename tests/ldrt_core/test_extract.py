@@ -109,38 +109,36 @@ def _half_turned(pdf: bytes) -> bytes:
     return _quarter_turned(pdf, 180)
 
 
-def _drawn_sideways(pdf: bytes) -> bytes:
-    """Each page drawn a quarter turn round on a landscape page that /Rotate 90 shows upright,
-    as publishers set landscape tables."""
+def _drawn_turned(pdf: bytes, rotation: int) -> bytes:
+    """Each page drawn turned round by `rotation` degrees the other way, on a page that
+    /Rotate `rotation` shows upright."""
     source, document = pdfium.PdfDocument(pdf), pdfium.PdfDocument.new()
     for index in range(len(source)):
         width, height = source[index].get_size()
-        page = document.new_page(height, width)
+        if rotation == 90:
+            page = document.new_page(height, width)
+            matrix = pdfium.PdfMatrix(0, 1, -1, 0, height, 0)
+        else:
+            page = document.new_page(width, height)
+            matrix = pdfium.PdfMatrix(-1, 0, 0, -1, width, height)
         drawing = source.page_as_xobject(index, document).as_pageobject()
-        drawing.set_matrix(pdfium.PdfMatrix(0, 1, -1, 0, height, 0))
+        drawing.set_matrix(matrix)
         page.insert_obj(drawing)
         page.gen_content()
-        page.set_rotation(90)
+        page.set_rotation(rotation)
     out = io.BytesIO()
     document.save(out)
     return out.getvalue()
+
+
+def _drawn_sideways(pdf: bytes) -> bytes:
+    """A landscape page drawn a quarter turn round, as publishers set landscape tables."""
+    return _drawn_turned(pdf, 90)
 
 
 def _drawn_upside_down(pdf: bytes) -> bytes:
-    """Each page drawn a half turn round, shown upright by /Rotate 180 (a scan fed in upside
-    down, then turned in a viewer)."""
-    source, document = pdfium.PdfDocument(pdf), pdfium.PdfDocument.new()
-    for index in range(len(source)):
-        width, height = source[index].get_size()
-        page = document.new_page(width, height)
-        drawing = source.page_as_xobject(index, document).as_pageobject()
-        drawing.set_matrix(pdfium.PdfMatrix(-1, 0, 0, -1, width, height))
-        page.insert_obj(drawing)
-        page.gen_content()
-        page.set_rotation(180)
-    out = io.BytesIO()
-    document.save(out)
-    return out.getvalue()
+    """A page drawn a half turn round (a scan fed in upside down, then turned in a viewer)."""
+    return _drawn_turned(pdf, 180)
 
 
 @pytest.mark.parametrize(
