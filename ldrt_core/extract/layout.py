@@ -118,10 +118,10 @@ def read_page(page: pdfium.PdfPage, number: int) -> PageLayout:
 def _reading_rotation(page: pdfium.PdfPage, textpage: pdfium.PdfTextPage) -> int:
     """A page turned a quarter by /Rotate is read as shown when its text runs up or down the
     page (a landscape table set sideways), and unturned when its text runs across already; a
-    page turned a half, as shown when its text is drawn upside down (runs right to left)."""
+    page turned a half, as shown when its glyphs are drawn upside down."""
     rotation = page.get_rotation()
     if rotation == 180:
-        return 180 if _runs_backwards(textpage) else 0
+        return 180 if _upside_down(textpage) else 0
     if rotation not in (90, 270):
         return 0
     across = up = 0.0
@@ -132,23 +132,20 @@ def _reading_rotation(page: pdfium.PdfPage, textpage: pdfium.PdfTextPage) -> int
     return rotation if up > across else 0
 
 
-def _runs_backwards(textpage: pdfium.PdfTextPage, most: int = 4000) -> bool:
-    """Whether the page's text, in PDFium's order, mostly steps right to left along its lines:
-    drawn upside down. The first `most` characters tell."""
-    x, y = ctypes.c_double(), ctypes.c_double()
-    forward = backward = 0
-    previous: tuple[float, float] | None = None
+def _upside_down(textpage: pdfium.PdfTextPage, most: int = 4000) -> bool:
+    """Whether most of the page's glyphs are drawn turned a half round (their angle near pi):
+    the glyphs' own angle, not the order of the characters, which runs right to left in
+    Arabic or Hebrew set upright. The first `most` characters tell."""
+    turned = upright = 0
     for index in range(min(textpage.count_chars(), most)):
-        if not pdfium_c.FPDFText_GetCharOrigin(
-            textpage.raw, index, ctypes.byref(x), ctypes.byref(y)
-        ):
-            previous = None
+        angle = pdfium_c.FPDFText_GetCharAngle(textpage.raw, index)
+        if angle < 0:  # no angle: a generated space or line break
             continue
-        if previous is not None and abs(y.value - previous[1]) < 1.0:
-            forward += x.value > previous[0]
-            backward += x.value < previous[0]
-        previous = (x.value, y.value)
-    return backward > forward
+        if abs(angle - math.pi) < math.pi / 4:
+            turned += 1
+        elif angle < math.pi / 4 or angle > 7 * math.pi / 4:
+            upright += 1
+    return turned > upright
 
 
 def _segments(textpage: pdfium.PdfTextPage, view: _View) -> list[Line]:

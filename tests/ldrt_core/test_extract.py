@@ -163,6 +163,29 @@ def test_a_rotated_page_gives_the_figures_of_its_upright_page(
         assert ImageChops.difference(got_image, want_image).getextrema()[1] < 64, got.label
 
 
+def test_upright_text_set_right_to_left_on_a_half_turned_page_is_read_unturned() -> None:
+    """Arabic or Hebrew set upright comes in an order that steps right to left along the line;
+    that is no sign of a page drawn upside down (its glyphs' angle is)."""
+    from ldrt_core.extract.layout import read_page
+
+    out = io.BytesIO()
+    canvas = Canvas(out, pagesize=(612, 792), invariant=1)
+    canvas.setFont("Helvetica", 11)
+    for row in range(30):
+        x = 540.0
+        for char in "words set from the right":  # each glyph placed left of the one before
+            x -= canvas.stringWidth(char, "Helvetica", 11)
+            canvas.drawString(x, 700 - 14 * row, char)
+    canvas.showPage()
+    canvas.save()
+    document = pdfium.PdfDocument(out.getvalue())
+    try:
+        document[0].set_rotation(180)
+        assert read_page(document[0], 1).rotation == 0
+    finally:
+        document.close()
+
+
 @pytest.mark.parametrize("box", ["crop", "media"])
 def test_a_page_box_off_the_origin_moves_the_figures_with_it(tmp_path: Path, box: str) -> None:
     """Boxes are measured from the page as shown: trim marks cut off by a CropBox, or a
