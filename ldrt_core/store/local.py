@@ -2,8 +2,9 @@
 
 Objects are plain files under the root. A write goes to a temp file in `<root>/.ldrt-tmp`, is
 fsynced, then renamed over the key (linked to it when the key must be free: of two writers only
-one wins), and the folder is fsynced: a reader never sees a partial file, and a crash leaves
-the old object or the new one.
+one wins; where the filesystem has no hard links, the key is looked at again just before the
+rename, which leaves a writer in between that instant a chance to be replaced), and the folder is
+fsynced: a reader never sees a partial file, and a crash leaves the old object or the new one.
 """
 
 from __future__ import annotations
@@ -79,7 +80,9 @@ class LocalStore(ArtifactStore):
         `exclusive` (the key was free): a hard link, which fails if another writer got there
         first (a rename would replace their bytes); theirs are then kept when they are ours,
         and a conflict otherwise. Where the filesystem has no hard links (vfat, some network
-        mounts), the key is looked at again just before the rename instead."""
+        mounts), the key is looked at again just before the rename instead: best effort, as a
+        writer between the look and the rename is replaced (content keys are safe: same key,
+        same bytes)."""
         if not exclusive:
             os.replace(source, target)
             return

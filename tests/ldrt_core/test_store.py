@@ -233,7 +233,11 @@ def test_a_local_store_without_hard_links_still_writes_and_refuses_a_conflict(
     import errno
     import os
 
+    others: dict[str, bytes] = {}  # what another writer puts at a key just before our link
+
     def no_links(source: str, target: str) -> None:
+        if Path(target).name in others:
+            Path(target).write_bytes(others.pop(Path(target).name))
         raise OSError(errno.EPERM, "Operation not permitted")
 
     monkeypatch.setattr(os, "link", no_links)
@@ -242,6 +246,10 @@ def test_a_local_store_without_hard_links_still_writes_and_refuses_a_conflict(
     store.put("manifest.json", b"A")
     with pytest.raises(ObjectConflictError):
         store.put("manifest.json", b"B")
+    others["raced.json"] = b"theirs"  # after our look, before our rename: the look again sees it
+    with pytest.raises(ObjectConflictError):
+        store.put("raced.json", b"ours")
+    assert store.get("raced.json") == b"theirs"
     key = store.put_content(io.BytesIO(b"x" * (store_base.SPOOL_IN_MEMORY + 1)))
     assert store.size(key) == store_base.SPOOL_IN_MEMORY + 1
     assert store.get("manifest.json") == b"A"
