@@ -382,26 +382,31 @@ def demo(
     items("refresh", lambda: refresh(ctx, source=f"folder:{corpus}"))
     say("3/7 extract")
     items("extract", lambda: extract(ctx, pending=True))
-    say("4/7 curate")
-    curation = settings.home / "demo-curation.yaml"
-    curation.write_text("eval_share: 0.35  # a small corpus needs a large share held out\n")
-    dataset_build(ctx, config=curation)
-    say("5/7 QA (template backend)")
-    items("QA", lambda: qa_generate(ctx, backend="template"))
-    say("6/7 train (tiny random LLaVA, both stages)")
-    train(
-        ctx,
-        base_model="tiny-random",
-        epochs=100,  # --steps decides
-        max_steps=steps,
-        lora_r=16,
-        lora_alpha=32,
-        align_lr=1e-2,
-        instruct_lr=1e-2,
-        checkpoint_every=0,
-    )
-    say("7/7 evaluate")
-    evaluate(ctx, run="latest", limit=questions, max_new_tokens=64)
+    try:
+        say("4/7 curate")
+        curation = settings.home / "demo-curation.yaml"
+        curation.write_text("eval_share: 0.35  # a small corpus needs a large share held out\n")
+        dataset_build(ctx, config=curation)
+        say("5/7 QA (template backend)")
+        items("QA", lambda: qa_generate(ctx, backend="template"))
+        say("6/7 train (tiny random LLaVA, both stages)")
+        train(
+            ctx,
+            base_model="tiny-random",
+            epochs=100,  # --steps decides
+            max_steps=steps,
+            lora_r=16,
+            lora_alpha=32,
+            align_lr=1e-2,
+            instruct_lr=1e-2,
+            checkpoint_every=0,
+        )
+        say("7/7 evaluate")
+        evaluate(ctx, run="latest", limit=questions, max_new_tokens=64)
+    except (LdrtError, typer.Exit):
+        if failed:  # the likely cause, which the error of a later step would not say
+            err_console.print(f"[red]items had failed in: {', '.join(failed)}[/] (listed above)")
+        raise
     took = (dt.datetime.now(dt.UTC) - started).total_seconds()
     console.print(
         f"\ndemo done in {took:.0f} s. Read the report: [bold]ldrt report latest[/] "

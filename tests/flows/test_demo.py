@@ -61,3 +61,30 @@ def test_a_paper_that_fails_leaves_the_demo_to_finish_and_exit_1(
     )
     assert result.exit_code == 1, result.output[-3000:]
     assert "demo done" in result.output and "some items failed in: refresh" in result.output
+
+
+def test_when_every_paper_fails_the_demo_says_so_before_the_error_it_leads_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    import flows.cli as cli
+    from ldrt_core.errors import LdrtError
+    from tests.support.corpus import cut_short
+
+    real = cli.sample_corpus
+
+    def all_broken(out_dir: Path, papers: int, seed: int) -> None:
+        real(out_dir, papers=papers, seed=seed)
+        for pdf in out_dir.glob("*.pdf"):
+            cut_short(pdf)
+
+    monkeypatch.setattr(cli, "sample_corpus", all_broken)
+    result = CliRunner().invoke(
+        cli.app,
+        ["demo", "--papers", "4"],
+        env={"LDRT_HOME": str(tmp_path / "home"), "LDRT_DOWNLOAD_RETRIES": "0"},
+    )
+    assert isinstance(result.exception, LdrtError)  # `ldrt` prints it in one line, exit 2
+    assert "no extracted figures" in str(result.exception)
+    assert "items had failed in: refresh" in result.output
