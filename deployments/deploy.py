@@ -275,8 +275,6 @@ def ldrt_deploy_main(argv: Sequence[str] | None = None) -> int:
             "LDRT_REFRESH_SOURCE and the LDRT_STORE_URL / LDRT_S3_* of the workers)"
         )
         return 2
-    from prefect.settings import get_current_settings
-
     if not get_current_settings().api.url:
         # Prefect would register everything with a temporary server that stops on exit.
         print(

@@ -179,11 +179,15 @@ class S3Store(ArtifactStore):
                 ) from None
             raise StoreError(f"cannot {what}: {exc.code}: {exc.message}") from None
         except (Urllib3HTTPError, OSError) as exc:
-            reason = str(getattr(exc, "reason", None) or exc).rpartition("): ")[2]
             raise StoreUnavailableError(
-                f"cannot {what}: unreachable ({reason}); "
+                f"cannot {what}: unreachable ({_reason(exc)}); "
                 "is the S3 server up and LDRT_S3_ENDPOINT right?"
             ) from None
+
+
+def _reason(exc: BaseException) -> str:
+    """What a network error says, without urllib3's pool and connection preamble."""
+    return str(getattr(exc, "reason", None) or exc).rpartition("): ")[2]
 
 
 class _ResponseStream(io.RawIOBase):
@@ -203,8 +207,9 @@ class _ResponseStream(io.RawIOBase):
         try:
             data = self._response.read(len(buffer))
         except (Urllib3HTTPError, OSError) as exc:
-            reason = str(getattr(exc, "reason", None) or exc).rpartition("): ")[2]
-            raise StoreError(f"cannot {self._what}: the transfer broke off ({reason})") from None
+            raise StoreError(
+                f"cannot {self._what}: the transfer broke off ({_reason(exc)})"
+            ) from None
         buffer[: len(data)] = data
         return len(data)
 
