@@ -7,9 +7,11 @@ training run per stage, and a report that `ldrt report latest` prints.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from typer.testing import Result
 
 from tests.flows.test_cli import run_ldrt
 
@@ -37,10 +39,14 @@ def test_demo_runs_every_stage_and_leaves_a_report(tmp_path: Path) -> None:
     assert "cannot write the report to taken/" in taken.stderr
 
 
-def test_a_paper_that_fails_leaves_the_demo_to_finish_and_exit_1(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """As the pipeline: the other papers go on through every stage; the exit status tells."""
+def demo_with_papers_cut(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    pick: Callable[[list[Path]], list[Path]],
+    args: list[str],
+) -> Result:
+    """`ldrt demo ARGS` in this process, its sample papers those `pick` chooses cut short (their
+    downloads fail)."""
     from typer.testing import CliRunner
 
     import flows.cli as cli
@@ -48,17 +54,25 @@ def test_a_paper_that_fails_leaves_the_demo_to_finish_and_exit_1(
 
     real = cli.sample_corpus
 
-    def with_a_broken_paper(out_dir: Path, papers: int, seed: int) -> None:
+    def with_papers_cut(out_dir: Path, papers: int, seed: int) -> None:
         real(out_dir, papers=papers, seed=seed)
-        cut_short(sorted(out_dir.glob("*.pdf"))[0])
+        for pdf in pick(sorted(out_dir.glob("*.pdf"))):
+            cut_short(pdf)
 
-    monkeypatch.setattr(cli, "sample_corpus", with_a_broken_paper)
-    home = tmp_path / "home"
-    result = CliRunner().invoke(
+    monkeypatch.setattr(cli, "sample_corpus", with_papers_cut)
+    return CliRunner().invoke(
         cli.app,
-        ["demo", "--papers", "5", "--steps", "2", "--questions", "2"],
-        env={"LDRT_HOME": str(home), "LDRT_DOWNLOAD_RETRIES": "0"},
+        ["demo", *args],
+        env={"LDRT_HOME": str(tmp_path / "home"), "LDRT_DOWNLOAD_RETRIES": "0"},
     )
+
+
+def test_a_paper_that_fails_leaves_the_demo_to_finish_and_exit_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the pipeline: the other papers go on through every stage; the exit status tells."""
+    args = ["--papers", "5", "--steps", "2", "--questions", "2"]
+    result = demo_with_papers_cut(tmp_path, monkeypatch, lambda pdfs: pdfs[:1], args)
     assert result.exit_code == 1, result.output[-3000:]
     assert "demo done" in result.output and "some items failed in: refresh" in result.output
 
@@ -66,25 +80,9 @@ def test_a_paper_that_fails_leaves_the_demo_to_finish_and_exit_1(
 def test_when_every_paper_fails_the_demo_says_so_before_the_error_it_leads_to(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from typer.testing import CliRunner
-
-    import flows.cli as cli
     from ldrt_core.errors import LdrtError
-    from tests.support.corpus import cut_short
 
-    real = cli.sample_corpus
-
-    def all_broken(out_dir: Path, papers: int, seed: int) -> None:
-        real(out_dir, papers=papers, seed=seed)
-        for pdf in out_dir.glob("*.pdf"):
-            cut_short(pdf)
-
-    monkeypatch.setattr(cli, "sample_corpus", all_broken)
-    result = CliRunner().invoke(
-        cli.app,
-        ["demo", "--papers", "4"],
-        env={"LDRT_HOME": str(tmp_path / "home"), "LDRT_DOWNLOAD_RETRIES": "0"},
-    )
+    result = demo_with_papers_cut(tmp_path, monkeypatch, lambda pdfs: pdfs, ["--papers", "4"])
     assert isinstance(result.exception, LdrtError)  # `ldrt` prints it in one line, exit 2
     assert "no extracted figures" in str(result.exception)
     assert "items had failed in: refresh" in result.output
